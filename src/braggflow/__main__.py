@@ -1,0 +1,5 @@
+import sys
+
+from braggflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""File formats shared by the stages: CrystFEL geometry, cell and stream files, CXI peak lists."""
