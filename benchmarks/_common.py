@@ -11,7 +11,18 @@ from pathlib import Path
 
 from braggflow.atomic import atomic_write_json
 
-PACKAGES = ("braggflow", "numpy", "scipy", "h5py", "torch", "timm", "ray", "lmfit", "cctbx-base", "ondamonitor")
+PACKAGES = (
+    "braggflow",
+    "numpy",
+    "scipy",
+    "h5py",
+    "torch",
+    "timm",
+    "ray",
+    "lmfit",
+    "cctbx-base",
+    "ondamonitor",
+)
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -48,7 +59,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_result(path: str | Path, name: str, figures: Mapping[str, float], **extra: object) -> dict:
+def write_result(
+    path: str | Path, name: str, figures: Mapping[str, float], **extra: object
+) -> dict:
     result = {
         "benchmark": name,
         "figures": {k: float(v) for k, v in figures.items()},

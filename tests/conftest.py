@@ -19,5 +19,7 @@ def repo() -> Path:
 def shared_fixtures() -> Path:
     """The real CrystFEL/CSPAD reference files; tests using them skip when they are absent."""
     if not SHARED_FIXTURES.is_dir():
-        pytest.skip(f"real reference fixtures not found at {SHARED_FIXTURES} (they ship beside the repo in CI)")
+        pytest.skip(
+            f"real reference fixtures not found at {SHARED_FIXTURES} (they ship beside the repo in CI)"
+        )
     return SHARED_FIXTURES

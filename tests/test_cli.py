@@ -6,13 +6,27 @@ import subprocess
 import sys
 import time
 
-STAGES = ["simulate", "find-peaks", "index", "peakdiff", "fit-labels", "train", "cache-teacher",
-          "distill", "infer", "evaluate", "report", "model-info"]
+STAGES = [
+    "simulate",
+    "find-peaks",
+    "index",
+    "peakdiff",
+    "fit-labels",
+    "train",
+    "cache-teacher",
+    "distill",
+    "infer",
+    "evaluate",
+    "report",
+    "model-info",
+]
 
 
 def test_help_lists_every_stage_and_is_fast():
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "braggflow", "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "braggflow", "--help"], capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - start
     assert out.returncode == 0
     for stage in STAGES:

@@ -27,7 +27,10 @@ def test_bad_value_names_key_value_and_allowed():
 
 
 def test_bad_enum_lists_choices():
-    with pytest.raises(ConfigError, match=r"source.kind: bad value \"hdf9\"; allowed: one of \"simulate\", \"files\""):
+    with pytest.raises(
+        ConfigError,
+        match=r"source.kind: bad value \"hdf9\"; allowed: one of \"simulate\", \"files\"",
+    ):
         validate_config({"source": {"kind": "hdf9"}})
 
 
@@ -49,7 +52,10 @@ def test_bad_yaml_names_line(tmp_path):
 
 
 def test_every_shipped_config_validates(repo):
-    files = [repo / "config" / "config.yaml", *sorted((repo / "config" / "experiments").glob("*.yaml"))]
+    files = [
+        repo / "config" / "config.yaml",
+        *sorted((repo / "config" / "experiments").glob("*.yaml")),
+    ]
     assert len(files) >= 3
     for path in files:
         assert load_config(path)["experiment"]
@@ -59,7 +65,9 @@ def test_cli_reports_bad_config_in_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("simulate:\n  frames_per_run: -4\n")
     out = subprocess.run(
-        [sys.executable, "-m", "braggflow", "validate-config", str(bad)], capture_output=True, text=True
+        [sys.executable, "-m", "braggflow", "validate-config", str(bad)],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()

@@ -21,8 +21,18 @@ def test_dry_run_default(repo):
 def test_full_dag_has_every_stage(repo):
     out = _snakemake(repo, "results/demo/report/performance.tsv")
     assert out.returncode == 0, out.stderr[-3000:]
-    for rule in ["simulate_run", "find_peaks", "index", "peakdiff", "fit_labels", "train_teacher",
-                 "infer", "evaluate_run", "evaluate_summary", "performance_table"]:
+    for rule in [
+        "simulate_run",
+        "find_peaks",
+        "index",
+        "peakdiff",
+        "fit_labels",
+        "train_teacher",
+        "infer",
+        "evaluate_run",
+        "evaluate_summary",
+        "performance_table",
+    ]:
         assert rule in out.stdout, rule
 
 

@@ -21,7 +21,9 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp" + path.suffix, dir=path.parent
+        prefix=f".{path.name}.",
+        suffix=suffix if suffix is not None else ".tmp" + path.suffix,
+        dir=path.parent,
     )
     os.close(fd)
     tmp_path = Path(tmp)
@@ -40,7 +42,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    atomic_write_text(
+        path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
+    )
 
 
 def _json_default(obj: Any) -> Any:

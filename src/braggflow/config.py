@@ -60,7 +60,12 @@ def _allowed_text(schema: Mapping[str, Any]) -> str:
         parts.append("one of " + ", ".join(json.dumps(v) for v in schema["enum"]))
     if "type" in schema:
         parts.append(f"type {schema['type']}")
-    for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+    for key, word in (
+        ("minimum", ">="),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "<="),
+        ("exclusiveMaximum", "<"),
+    ):
         if key in schema:
             parts.append(f"{word} {schema[key]}")
     if "minItems" in schema:
@@ -75,7 +80,10 @@ def _allowed_text(schema: Mapping[str, Any]) -> str:
 def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate ``config`` in place, filling defaults; raise :class:`ConfigError` on the first error."""
     validator = _validator_with_defaults(schema or load_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(config),
+        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+    )
     if errors:
         raise ConfigError(_describe(errors[0]))
     return config
@@ -85,7 +93,9 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     """Read a YAML config file, merge ``overrides`` (nested), validate and fill defaults."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "config file not found", "pass an existing YAML file, e.g. config/config.yaml")
+        raise InputError(
+            path, "config file not found", "pass an existing YAML file, e.g. config/config.yaml"
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

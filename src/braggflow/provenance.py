@@ -34,7 +34,9 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def provenance(config: Mapping[str, Any] | None = None, inputs: Iterable[str | Path] = ()) -> dict[str, Any]:
+def provenance(
+    config: Mapping[str, Any] | None = None, inputs: Iterable[str | Path] = ()
+) -> dict[str, Any]:
     """A JSON-serialisable provenance record."""
     return {
         "braggflow_version": __version__,
@@ -44,7 +46,9 @@ def provenance(config: Mapping[str, Any] | None = None, inputs: Iterable[str | P
     }
 
 
-def stamp_h5(h5obj: Any, config: Mapping[str, Any] | None = None, inputs: Iterable[str | Path] = ()) -> None:
+def stamp_h5(
+    h5obj: Any, config: Mapping[str, Any] | None = None, inputs: Iterable[str | Path] = ()
+) -> None:
     """Store provenance as HDF5 attributes (``braggflow_provenance`` holds the JSON)."""
     record = provenance(config, inputs)
     h5obj.attrs["braggflow_version"] = record["braggflow_version"]
@@ -52,7 +56,9 @@ def stamp_h5(h5obj: Any, config: Mapping[str, Any] | None = None, inputs: Iterab
     h5obj.attrs["braggflow_provenance"] = json.dumps(record, sort_keys=True, default=str)
 
 
-def write_sidecar(path: str | Path, config: Mapping[str, Any] | None = None, inputs: Iterable[str | Path] = ()) -> Path:
+def write_sidecar(
+    path: str | Path, config: Mapping[str, Any] | None = None, inputs: Iterable[str | Path] = ()
+) -> Path:
     """Write ``<path>.provenance.json`` beside an output that cannot hold attributes (TSV, stream)."""
     from braggflow.atomic import atomic_write_json
 

@@ -69,9 +69,13 @@ def all_targets():
     if "find_peaks" in IMPLEMENTED:
         targets += expand(f"{R}/peaks/peakfinder8/{{run}}.cxi", run=all_runs())
     if "index" in IMPLEMENTED:
-        targets += expand(f"{R}/index/peakfinder8/{{run}}.stream", run=config["data_engine"]["runs"])
+        targets += expand(
+            f"{R}/index/peakfinder8/{{run}}.stream", run=config["data_engine"]["runs"]
+        )
     if "peakdiff" in IMPLEMENTED:
-        targets += expand(f"{R}/peakdiff/{{run}}.tsv", run=config["data_engine"]["runs"])
+        targets += expand(
+            f"{R}/peakdiff/{{run}}.tsv", run=config["data_engine"]["runs"]
+        )
     if "fit_labels" in IMPLEMENTED:
         targets.append(f"{R}/labels/trainset.h5")
     if "train" in IMPLEMENTED:

@@ -12,11 +12,11 @@ rule evaluate_run:
         metrics=f"{R}/evaluate/{{method}}/{{run}}.json",
     log:
         f"{LOGS}/evaluate/{{method}}/{{run}}.log",
+    conda:
+        "../../envs/braggflow.yaml"
     params:
         cfg=section("evaluate"),
         truth=lambda w, input: f"--truth {input.truth}" if input.truth else "",
-    conda:
-        "../../envs/braggflow.yaml"
     shell:
         "braggflow evaluate run --params {params.cfg:q} --method {wildcards.method}"
         " --peaks {input.peaks} --stream {input.stream} {params.truth} --cell {input.cell}"
@@ -43,10 +43,10 @@ rule evaluate_summary:
         ),
     log:
         f"{LOGS}/evaluate/summary.log",
-    params:
-        cfg=section("evaluate"),
     conda:
         "../../envs/braggflow.yaml"
+    params:
+        cfg=section("evaluate"),
     shell:
         "braggflow evaluate summary --params {params.cfg:q} --metrics {input.metrics}"
         " --out {output.summary} --plot-cells {output.cells} 2> {log}"

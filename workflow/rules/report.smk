@@ -12,11 +12,11 @@ rule performance_table:
         ),
     log:
         f"{LOGS}/report/performance.log",
+    conda:
+        "../../envs/braggflow.yaml"
     params:
         cfg=section("report"),
         results=R,
-    conda:
-        "../../envs/braggflow.yaml"
     shell:
         "braggflow report performance --params {params.cfg:q} --results {params.results}"
         " --benchmarks benchmarks/results --out {output.table} 2> {log}"

@@ -13,9 +13,13 @@ from braggflow.config import stage_params
 def add_params_args(parser: argparse.ArgumentParser) -> None:
     """``--params JSON`` (what rules pass) or ``--config FILE`` (standalone use)."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--params", help="JSON of this stage's validated config section (rules pass this)")
+    group.add_argument(
+        "--params", help="JSON of this stage's validated config section (rules pass this)"
+    )
     group.add_argument("--config", help="an experiment config YAML; this stage's section is used")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
 
 
 def params_of(args: argparse.Namespace, section: str) -> dict[str, Any]:
