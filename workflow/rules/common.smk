@@ -1,5 +1,6 @@
 # Config validation and the file layout shared by every rule (DESIGN.md "Data contracts").
 # Logic lives in src/braggflow; this file only names paths.
+import glob
 import json
 
 from braggflow.config import validate_config
@@ -11,7 +12,7 @@ LOGS = f"logs/{config['experiment']}"
 SIMULATED = config["source"]["kind"] == "simulate"
 
 # Stages whose commands exist; rule all asks for their outputs (later issues append).
-IMPLEMENTED = {"simulate"}
+IMPLEMENTED = {"simulate", "report"}
 
 
 def all_runs():
@@ -62,6 +63,11 @@ wildcard_constraints:
     run="[A-Za-z0-9_-]+",
 
 
+def benchmark_results():
+    """Benchmark JSON files present (optional inputs of the performance table)."""
+    return sorted(glob.glob("benchmarks/results/*.json"))
+
+
 def all_targets():
     targets = []
     if "simulate" in IMPLEMENTED and SIMULATED:
@@ -91,5 +97,7 @@ def all_targets():
     if "evaluate" in IMPLEMENTED:
         targets.append(f"{R}/evaluate/summary.tsv")
     if "report" in IMPLEMENTED:
-        targets.append(f"{R}/report/performance.tsv")
+        targets += [f"{R}/report/{name}" for name in ("config.yaml", "versions.tsv")]
+    if "report" in IMPLEMENTED and "infer" in IMPLEMENTED:
+        targets += [f"{R}/report/performance.tsv", f"{R}/report/activation_maps.png"]
     return targets
