@@ -8,14 +8,15 @@ import pytest
 from braggflow.formats.geometry import Geometry, Panel, read_geom
 from braggflow.formats.pixelmap import PixelMap
 
+_BIG = pytest.mark.slow  # > 4 Mpixel slabs take seconds each on 2 cores
 GEOMS = [
     "agipd1M_euxfel_p3046.geom",
     "cspad_cxiformat.geom",
-    "eiger16M_binning2.geom",
+    pytest.param("eiger16M_binning2.geom", marks=_BIG),
     "epix10k2M_lcls_mfx.geom",
-    "jungfrau16M_swissfel.geom",
+    pytest.param("jungfrau16M_swissfel.geom", marks=_BIG),
     "jungfrau4M_lcls_cxix53120.geom",
-    "pilatus.geom",
+    pytest.param("pilatus.geom", marks=_BIG),
     "rayonix_lcls.geom",
 ]
 

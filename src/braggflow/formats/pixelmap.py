@@ -90,13 +90,12 @@ class PixelMap:
         raw_x = np.full(pidx.shape, -1, dtype=np.int32)
         raw_y = np.full(pidx.shape, -1, dtype=np.int32)
         taken = np.zeros((height, width), dtype=bool)
-        for i, p in enumerate(geom.panels):
-            sel = pidx == i
-            if not sel.any():
-                continue
-            ss_idx, fs_idx = np.nonzero(sel)
-            col, row = _place_panel(p, fs_idx, ss_idx, ax[sel], ay[sel], taken)
-            raw_x[sel], raw_y[sel] = col, row
+        for p in geom.panels:
+            rect = (slice(p.min_ss, p.max_ss + 1), slice(p.min_fs, p.max_fs + 1))
+            ss_idx, fs_idx = (a.ravel() for a in np.mgrid[rect])
+            col, row = _place_panel(p, fs_idx, ss_idx, ax[rect].ravel(), ay[rect].ravel(), taken)
+            raw_x[rect] = col.reshape(p.height, p.width)
+            raw_y[rect] = row.reshape(p.height, p.width)
             taken[row, col] = True
 
         panel = np.full((height, width), -1, dtype=np.int32)
