@@ -34,16 +34,12 @@ def peak_counts(
 
     n_found = n_true = n_matched = 0
     for f, t in zip(found, truth, strict=True):
-        pairs = match_peaks(
-            np.column_stack([f.fs, f.ss]),
-            np.column_stack([t.fs, t.ss]),
-            f.panel,
-            t.panel,
-            max_distance_px,
+        match = match_peaks(
+            f.fs, f.ss, t.fs, t.ss, max_distance_px, a_panel=f.panel, b_panel=t.panel
         )
         n_found += len(f.fs)
         n_true += len(t.fs)
-        n_matched += len(pairs)
+        n_matched += match.n_matched
     return n_found, n_true, n_matched
 
 
