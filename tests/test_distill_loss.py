@@ -134,6 +134,7 @@ def test_float16_teacher_and_no_valid_pixel():
     zero, parts = distillation_loss(z_s, _as_bchw(Z_T), cfg, valid=torch.zeros(2, 1, 2, dtype=bool))
     zero.backward()
     assert zero.item() == 0.0 and parts["total"].item() == 0.0
+    assert set(parts) == {"mse", "kl", "focal_teacher", "total"}  # same keys on every rank
 
 
 @pytest.mark.parametrize(

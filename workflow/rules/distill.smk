@@ -1,6 +1,15 @@
 # Stages 6-7: cache teacher logits, distil students (section 2.2.3.1).
 
 
+def distill_section(wildcards):
+    """The distill section with only this student: editing one student reruns only that one."""
+    cfg = dict(config["distill"], students=[])
+    cfg["students"] = [
+        s for s in config["distill"]["students"] if s["name"] == wildcards.student
+    ]
+    return json.dumps(cfg, sort_keys=True)
+
+
 rule cache_teacher:
     input:
         model=f"{R}/models/teacher.pt",
@@ -9,14 +18,15 @@ rule cache_teacher:
         cache=f"{R}/cache/teacher_logits.h5",
     log:
         f"{LOGS}/distill/cache_teacher.log",
-    params:
-        cfg=section("distill"),
-    resources:
-        gpu=1,
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        batch=config["distill"]["cache_batch_size"],
     shell:
-        "braggflow cache-teacher --params {params.cfg:q} --model {input.model}"
+        "braggflow cache-teacher --batch-size {params.batch} --model {input.model}"
         " --trainset {input.trainset} --out {output.cache} 2> {log}"
 
 
@@ -30,21 +40,27 @@ rule distill:
         arch=f"{R}/models/{{student}}.json",
         metrics=f"{R}/models/{{student}}/metrics.jsonl",
         validation=f"{R}/models/{{student}}/validation.json",
+        curve=report(
+            f"{R}/models/{{student}}/loss.png",
+            category="7. Students",
+            subcategory="{student}",
+            caption="../report/distill_curve.rst",
+        ),
     log:
         f"{LOGS}/distill/{{student}}.log",
-    params:
-        model=section("model"),
-        cfg=section("distill"),
-        nproc=config["distill"].get("nproc_per_node", 1),
-        ckpt=f"{R}/models/{{student}}/checkpoints",
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=distill_section,
+        nproc=config["distill"]["nproc_per_node"],
+        ckpt=f"{R}/models/{{student}}/checkpoints",
     shell:
         "braggflow-launch torchrun --nproc-per-node {params.nproc} -- braggflow distill"
-        " --student {wildcards.student} --model-params {params.model:q} --params {params.cfg:q}"
+        " --student {wildcards.student} --params {params.cfg:q}"
         " --teacher {input.model} --cache {input.cache} --trainset {input.trainset}"
         " --checkpoint-dir {params.ckpt} --out {output.model} --arch {output.arch}"
-        " --metrics {output.metrics} --validation {output.validation} 2> {log}"
+        " --metrics {output.metrics} --validation {output.validation} --curve {output.curve}"
+        " 2> {log}"

@@ -170,6 +170,7 @@ class TeacherCache:
                 self.path, "teacher cache not found", "run 'braggflow cache-teacher' first"
             )
         self._fh: h5py.File | None = None
+        self._memory: np.ndarray | None = None
         with h5py.File(self.path, "r") as fh:
             attrs = dict(fh.attrs)
             self.shape = fh["logits"].shape
@@ -216,7 +217,26 @@ class TeacherCache:
 
     def logits(self, index: int | slice | np.ndarray) -> np.ndarray:
         """float16 logits of trainset frame(s) ``index`` (rows in trainset order)."""
+        if self._memory is not None:
+            return self._memory[index]
         return self._file()["logits"][index]
+
+    def read(self, frames: np.ndarray) -> np.ndarray:
+        """Logits (B, C, S, S) float16 of trainset rows ``frames`` in any order (a batch field)."""
+        frames = np.asarray(frames, dtype=np.int64)
+        if self._memory is not None:
+            return self._memory[frames]
+        uniq, inverse = np.unique(frames, return_inverse=True)  # h5py wants increasing indices
+        return self._file()["logits"][uniq][inverse]
+
+    def load_into_memory(self, max_gb: float) -> bool:
+        """Keep the whole cache in RAM when it is at most ``max_gb`` (the demo's is ~20 MB)."""
+        nbytes = int(np.prod(self.shape)) * 2
+        if nbytes > max_gb * 2**30:
+            return False
+        self._memory = self._file()["logits"][()]
+        self.close()
+        return True
 
     def arch(self) -> dict[str, Any] | None:
         text = self.attrs.get("teacher_arch")
@@ -227,3 +247,62 @@ class TeacherCache:
             with contextlib.suppress(Exception):
                 self._fh.close()
             self._fh = None
+
+
+def teacher_forward(model: Any, input_size: int, device: Any) -> Forward:
+    """The exported teacher as a cache ``Forward``: preprocess (section 2.2.2), then a no-grad
+    forward, bf16 autocast on GPU, fp32 on CPU; returns float32 pre-activation logits."""
+    import torch
+
+    from braggflow.model.preprocess import preprocess
+
+    device = torch.device(device)
+
+    def forward(images: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        x, _ = preprocess(images, valid, input_size)
+        xt = torch.from_numpy(np.ascontiguousarray(x[:, None])).to(device)
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
+        ):
+            z = model(xt)
+        return z.float().cpu().numpy()
+
+    return forward
+
+
+def cache_teacher(
+    teacher_path: str | Path,
+    trainset_path: str | Path,
+    out: str | Path,
+    batch_size: int = 8,
+    device: str = "auto",
+    config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Stage 6: the exported teacher's logits for every trainset frame -> ``out`` (resumable)."""
+    import torch
+
+    from braggflow.model.export import load_exported
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    sha = sha256_file(teacher_path)
+    model, arch = load_exported(teacher_path, device)
+    size, classes = int(arch["input_size"]), int(arch["num_classes"])
+    log.info("teacher %s (sha256 %s), %s, input %d px", teacher_path, sha[:16], device, size)
+    counts = write_cache(
+        out,
+        trainset_path,
+        teacher_forward(model, size, device),
+        (classes, size, size),
+        sha,
+        batch_size=batch_size,
+        config=config,
+        inputs=(teacher_path, trainset_path),
+        extra_attrs={
+            "teacher_path": str(teacher_path),
+            "teacher_arch": json.dumps(arch, sort_keys=True),
+            "input_size": size,
+        },
+    )
+    return {**counts, "teacher_sha256": sha, "device": str(device)}

@@ -97,10 +97,10 @@ def kl_term(z_s: torch.Tensor, z_t: torch.Tensor, temperature: float) -> torch.T
 def focal_term(
     z: torch.Tensor, target: torch.Tensor, alpha: tuple[float, ...], gamma: float
 ) -> torch.Tensor:
-    """Focal loss -alpha_t (1 - p_t)^gamma log p_t on pixel rows (N, C), mean over pixels (eq. 1)."""
-    log_p = F.log_softmax(z, dim=1).gather(1, target.long()[:, None])[:, 0]
-    alpha_t = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)[target.long()]
-    return (-alpha_t * (1.0 - log_p.exp()).pow(gamma) * log_p).mean()
+    """Focal loss on pixel rows (N, C), mean over pixels: the teacher's own (eq. 1), shared code."""
+    from braggflow.training.focal import focal_loss
+
+    return focal_loss(z.T[None, :, :, None], target[None, :, None], alpha, gamma)
 
 
 def distillation_loss(
@@ -123,9 +123,12 @@ def distillation_loss(
         )
     z_s = valid_pixels(student_logits.float(), valid)
     z_t = valid_pixels(teacher_logits.detach().float(), valid)
-    if z_s.shape[0] == 0:  # no valid pixel: a zero that still carries the graph
+    if cfg.lambda_label > 0 and labels is None:
+        raise ValueError("lambda_label > 0 needs the fitted labels in the batch")
+    names = ["mse", "kl", "focal_teacher"] + (["focal_label"] if cfg.lambda_label > 0 else [])
+    if z_s.shape[0] == 0:  # no valid pixel: a zero that still carries the graph, same keys
         zero = student_logits.sum() * 0.0
-        return zero, {"total": zero.detach()}
+        return zero, {k: zero.detach() for k in [*names, "total"]}
     t = cfg.temperature
     parts = {
         "mse": mse_term(z_s, z_t),
@@ -135,8 +138,6 @@ def distillation_loss(
     total = cfg.w_mse * parts["mse"] + cfg.w_kl * t * t * parts["kl"]
     total = total + cfg.w_focal * parts["focal_teacher"]
     if cfg.lambda_label > 0:
-        if labels is None:
-            raise ValueError("lambda_label > 0 needs the fitted labels in the batch")
         y = valid_pixels(labels[:, None].float(), valid)[:, 0]
         parts["focal_label"] = focal_term(z_s, y.long(), cfg.focal_alpha, cfg.focal_gamma)
         total = total + cfg.lambda_label * parts["focal_label"]
