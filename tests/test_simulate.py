@@ -56,7 +56,7 @@ def test_default_detector_layout(geom):
     ]
     xs, ys = geom.lab_xy_px()
     extent = (np.nanmax(xs) - np.nanmin(xs) + 1, np.nanmax(ys) - np.nanmin(ys) + 1)
-    assert max(extent) <= 256
+    assert max(extent) <= 250  # <= 256 x 256 assembled even with a 3 px margin on each side
     r = np.hypot(xs, ys)
     assert np.nanmin(r) > 4  # the beam passes through the gap
     # panels never overlap in the lab frame
