@@ -22,12 +22,17 @@ class PeakNet(nn.Module):
         self.arch = arch
         self.backbone = TimmBackbone(arch.backbone, arch.backbone_kwargs)
         self.bifpn = BiFPN(self.backbone.channels, arch.bifpn_width, arch.bifpn_blocks)
-        self.head = DualPathwayHead(arch.bifpn_width, arch.num_classes, self.backbone.reductions[0])
+        self.head = DualPathwayHead(
+            arch.bifpn_width,
+            arch.num_classes,
+            self.backbone.reductions[0],
+            len(self.backbone.channels),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.backbone(x)
         feats = self.bifpn(feats)
-        return self.head(feats[0], (x.shape[-2], x.shape[-1]))
+        return self.head(feats, (x.shape[-2], x.shape[-1]))
 
     def shard_units(self) -> list[nn.Module]:
         """Modules that FSDP shards (and activation checkpointing wraps), innermost first:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import DefaultLoadPlanner
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from braggflow.atomic import atomic_write_json
@@ -117,10 +118,19 @@ def load_checkpoint(
     """Collective: restores model and optimiser in place; returns this rank's trainer state."""
     path = Path(path)
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    state = {"model": model_sd, "optim": optim_sd}
-    dcp.load(state, checkpoint_id=str(path))
+    model_state = {"model": model_sd}
+    dcp.load(model_state, checkpoint_id=str(path))  # strict: every weight must be there
+    # Parameters that never had a gradient (e.g. frozen ones) have no optimiser state on disk;
+    # they keep the freshly initialised (zero) state.
+    optim_state = {"optim": optim_sd}
+    dcp.load(
+        optim_state, checkpoint_id=str(path), planner=DefaultLoadPlanner(allow_partial_load=True)
+    )
     set_state_dict(
-        model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"]
+        model,
+        optimizer,
+        model_state_dict=model_state["model"],
+        optim_state_dict=optim_state["optim"],
     )
     own = path / f"trainer_rank{env.rank}.pt"
     fallback = path / "trainer_rank0.pt"  # world size changed: sampler/scheduler are global
