@@ -1,4 +1,5 @@
 # Stage 1: traditional peak finding (Cheetah's peakfinder8) -> CXI peak lists (section 2.1.1).
+# MPI over frames (identical output for any number of tasks); engine from find_peaks.engine.
 
 
 rule find_peaks:
@@ -7,15 +8,17 @@ rule find_peaks:
         geometry=geometry_file,
     output:
         peaks=f"{R}/peaks/peakfinder8/{{run}}.cxi",
+        stats=f"{R}/peaks/peakfinder8/{{run}}.stats.json",
     log:
         f"{LOGS}/find_peaks/{{run}}.log",
-    params:
-        cfg=section("find_peaks"),
+    conda:
+        "../../envs/braggflow.yaml"
     threads: 2
     resources:
         tasks=2,
-    conda:
-        "../../envs/braggflow.yaml"
+    params:
+        cfg=section("find_peaks"),
     shell:
         "braggflow-launch mpi -n {resources.tasks} -- braggflow find-peaks --params {params.cfg:q}"
-        " --frames {input.frames} --geometry {input.geometry} --out {output.peaks} 2> {log}"
+        " --frames {input.frames} --geometry {input.geometry} --out {output.peaks}"
+        " --stats {output.stats} --threads {threads} 2> {log}"
