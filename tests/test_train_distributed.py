@@ -30,7 +30,15 @@ def _cmd(ts: Path, out: Path, nproc: int, batch_size: int) -> list[str]:
         "--metrics", str(out / "metrics.jsonl"), "--validation", str(out / "validation.json"),
         "--curve", str(out / "loss.png"),
     ]  # fmt: skip
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "--no-python", *train]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "--no-python",
+        *train,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -40,7 +48,9 @@ def _env() -> dict[str, str]:
 
 
 def _run(ts: Path, out: Path, nproc: int, batch_size: int) -> None:
-    proc = subprocess.run(_cmd(ts, out, nproc, batch_size), env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        _cmd(ts, out, nproc, batch_size), env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -58,7 +68,9 @@ def _weights(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def trainset(tmp_path_factory) -> Path:
-    return write_synthetic_trainset(tmp_path_factory.mktemp("ts") / "trainset.h5", n=16, shape=(60, 64), held_out=4)
+    return write_synthetic_trainset(
+        tmp_path_factory.mktemp("ts") / "trainset.h5", n=16, shape=(60, 64), held_out=4
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +94,13 @@ def test_two_ranks_match_one_rank_and_loss_falls(trainset, two_rank_run, tmp_pat
 
 
 def test_sigterm_checkpoint_then_resume_gives_identical_weights(trainset, two_rank_run, tmp_path):
-    proc = subprocess.Popen(_cmd(trainset, tmp_path, nproc=2, batch_size=2), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cmd(trainset, tmp_path, nproc=2, batch_size=2),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = tmp_path / "metrics.jsonl"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:

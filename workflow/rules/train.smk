@@ -1,4 +1,5 @@
 # Stage 5: torchrun FSDP2 pretraining of the teacher (sections 2.2.1-2.2.2).
+# Resumes from the newest matching checkpoint in models/teacher/checkpoints (SLURM requeue).
 
 
 rule train_teacher:
@@ -16,16 +17,16 @@ rule train_teacher:
         ),
     log:
         f"{LOGS}/train/teacher.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=config["train"]["nproc_per_node"],
     params:
         model=section("model"),
         cfg=section("train"),
-        nproc=config["train"].get("nproc_per_node", 1),
+        nproc=config["train"]["nproc_per_node"],
         ckpt=f"{R}/models/teacher/checkpoints",
-    threads: 2
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "braggflow-launch torchrun --nproc-per-node {params.nproc} -- braggflow train"
         " --model-params {params.model:q} --params {params.cfg:q} --trainset {input.trainset}"
