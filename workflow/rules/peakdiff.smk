@@ -7,8 +7,10 @@ rule peakdiff:
         stream=f"{R}/index/peakfinder8/{{run}}.stream",
         frames=frames_file,
         geometry=geometry_file,
+        truth=lambda w: f"{R}/data/{w.run}.truth.h5" if SIMULATED else [],
     output:
         selection=f"{R}/peakdiff/{{run}}.tsv",
+        summary=f"{R}/peakdiff/{{run}}.json",
         counts=report(
             f"{R}/peakdiff/{{run}}_counts.png",
             category="3. PeakDiff",
@@ -26,12 +28,14 @@ rule peakdiff:
         ),
     log:
         f"{LOGS}/peakdiff/{{run}}.log",
-    params:
-        cfg=section("peakdiff"),
     conda:
         "../../envs/braggflow.yaml"
+    params:
+        cfg=section("peakdiff"),
+        truth=lambda w, input: f"--truth {input.truth}" if input.truth else "",
     shell:
         "braggflow peakdiff --params {params.cfg:q} --peaks {input.peaks} --stream {input.stream}"
         " --frames {input.frames} --geometry {input.geometry} --out {output.selection}"
+        " --summary {output.summary} {params.truth}"
         " --plot-counts {output.counts} --plot-scatter {output.scatter}"
         " --plot-overlay {output.overlay} 2> {log}"

@@ -79,7 +79,8 @@ class TrainsetWriter:
                 compression="gzip",
                 compression_opts=4,
             )
-            self._h5.create_dataset("valid", data=np.asarray(valid, np.uint8))
+            self.valid = np.asarray(valid, bool)
+            self._h5.create_dataset("valid", data=self.valid.astype(np.uint8))
             grp = self._h5.create_group("pixel_map")
             for name in ("panel", "fs", "ss"):
                 grp.create_dataset(name, data=np.asarray(getattr(pixmap, name), np.int32))
@@ -89,14 +90,14 @@ class TrainsetWriter:
         self.n = 0
 
     def add(self, image: np.ndarray, labels: np.ndarray) -> int:
-        """Append one assembled frame; returns its index."""
+        """Append one assembled frame (labels only on valid pixels); returns its index."""
         i = self.n
         self._images.resize(i + 1, axis=0)
         self._labels.resize(i + 1, axis=0)
         self._images[i] = np.nan_to_num(
             np.asarray(image, np.float32), nan=0.0, posinf=0.0, neginf=0.0
         )
-        self._labels[i] = np.asarray(labels, np.uint8)
+        self._labels[i] = np.where(self.valid, np.asarray(labels, np.uint8), 0).astype(np.uint8)
         self.n += 1
         return i
 
