@@ -1,4 +1,5 @@
 # Stages 2 and 9: index any method's CXI peak lists with one indexer and one set of settings.
+# engine builtin (default) runs everywhere; engine crystfel needs indexamajig (module or conda).
 
 
 rule index:
@@ -9,16 +10,17 @@ rule index:
         cell=cell_file,
     output:
         stream=f"{R}/index/{{method}}/{{run}}.stream",
+        summary=f"{R}/index/{{method}}/{{run}}.stream.json",
     log:
         f"{LOGS}/index/{{method}}/{{run}}.log",
-    params:
-        cfg=section("index"),
-    threads: 2
     conda:
         "../../envs/crystfel.yaml"
     envmodules:
         "crystfel",
+    threads: 2
+    params:
+        cfg=section("index"),
     shell:
         "braggflow index --params {params.cfg:q} --peaks {input.peaks} --frames {input.frames}"
         " --geometry {input.geometry} --cell {input.cell} --out {output.stream}"
-        " --threads {threads} 2> {log}"
+        " --summary {output.summary} --threads {threads} 2> {log}"
