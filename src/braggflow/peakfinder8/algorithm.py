@@ -163,6 +163,8 @@ class Peakfinder8:
         disc = np.sqrt((dx * dx + dy * dy).astype(np.float32)) <= rw
         self.disc_dx = dx[disc].astype(np.int64)
         self.disc_dy = dy[disc].astype(np.int64)
+        self.disc_flat = self.disc_dy * n_fs + self.disc_dx
+        self.rbin_valid = np.where(self.valid_flat, self.rbin_flat, self.n_bins).astype(np.int32)
         self._stack_cache: dict[int, Peakfinder8] = {}
 
     @classmethod
@@ -196,9 +198,14 @@ class Peakfinder8:
             within = np.arange(seg_bin.size) - np.repeat(self.starts, self.seg_len)
             col = np.repeat(self.col_start, self.seg_len) + within // chunk
             idx[within % chunk, col] = self.order
-        self.idxT = idx
+        self.idxT = idx.astype(np.int32) if n_pix < 2**31 - 1 else idx
         self._realT = idx != n_pix
         self._buffer = np.empty(n_pix + 1, dtype=np.float32)
+        self._buffer[-1] = 0.0  # the pad slot (masked out by _realT where it matters)
+        # columns holding pads (a bin's last, partial column) and where their real rows are
+        pad_cols = np.flatnonzero(~self._realT.all(axis=0))
+        self._pad_cols = pad_cols
+        self._pad_real = self._realT[:, pad_cols]
 
     # -- step 1 --------------------------------------------------------------------------------
     def _bounds(self, cnt: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -224,20 +231,100 @@ class Peakfinder8:
         return cnt, s1, s2
 
     def radial_stats(
-        self, values: np.ndarray, real: np.ndarray
+        self, values: np.ndarray, first_round_all: bool = True
     ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
         """Offset and threshold per radial bin, rounds done, and the bright pixels (flat indices).
 
-        ``values`` (CHUNK, n_cols) holds the valid pixels bin by bin (0 where ``real`` is False).
-        Cheetah's rounds: a bin with no counted pixel gets offset 0 and threshold FLT_MAX. Stops
-        early at the fixed point (the same counts and sums give the same thresholds).
+        ``values`` (CHUNK, n_cols) holds the valid pixels bin by bin, NaN where unused (pads, bad
+        pixels; NaN never compares True). Cheetah's rounds: a bin with no counted pixel gets offset
+        0 and threshold FLT_MAX; a round counts the pixels strictly between the previous round's
+        thresholds. ``first_round_all``: every value is finite and inside Cheetah's initial +-1e9,
+        so round 1 counts every pixel.
+
+        Exact shortcut: every upper threshold is >= ``adc_threshold``, so a pixel below it is
+        counted by every round unless it is at or below the bin's lower threshold. Per bin, if
+        the bin's smallest value is above the lower threshold, its "dim" pixels (< adc) count in
+        full, once; only the few pixels >= adc (the "fringe") are compared round by round. A bin
+        whose smallest value reaches the lower threshold moves wholly to the fringe. Stops early at
+        the fixed point (the same counts and sums give the same thresholds).
         """
         n = self.n_bins
         roff = np.zeros(n, dtype=np.float64)
         rthr = np.full(n, FLT_MAX, dtype=np.float64)
         if values.size == 0:
             return roff, rthr, 0, np.zeros(0, dtype=np.int64)
-        squares = values * values
+        if not first_round_all:
+            return self._radial_stats_full(values)
+        k = self.present.size
+        cols = self.col_bin
+        n_cols = values.shape[1]
+        starts = self.col_start
+        squares = values * values  # pads are 0: they add nothing to the sums
+        # round 1 counts every pixel
+        stats = (
+            self.seg_len,
+            np.add.reduceat(values.sum(axis=0, dtype=np.float32).astype(np.float64), starts),
+            np.add.reduceat(squares.sum(axis=0, dtype=np.float32).astype(np.float64), starts),
+        )
+        mean, _sigma, upper, lower = self._bounds(*stats)
+        adc = np.float32(self.params.adc_threshold)
+        dim = values < adc
+        dim &= self._realT
+        core_cnt, core_s1, core_s2 = self._col_sums(values, squares, dim)
+        colmin = values.min(axis=0)
+        colmin[self._pad_cols] = np.where(self._pad_real, values[:, self._pad_cols], np.inf).min(
+            axis=0
+        )
+        vmin = np.minimum.reduceat(colmin, starts)
+        fring = values >= adc
+        if adc <= 0:
+            fring &= self._realT
+        fpos = np.flatnonzero(fring)
+        fv = values.ravel()[fpos]
+        fb = cols[fpos % n_cols]
+        previous = stats
+        done = 1
+        for _ in range(_ITERATIONS - 1):
+            lo32 = lower.astype(np.float32)
+            up32 = upper.astype(np.float32)
+            moved = (core_cnt > 0) & ~(vmin > lo32)  # the lower threshold could drop dim pixels
+            if moved.any():
+                mcols = np.flatnonzero(moved[cols])
+                i, j = np.nonzero(dim[:, mcols])
+                pos = i * n_cols + mcols[j]
+                fpos = np.concatenate([fpos, pos])
+                fv = np.concatenate([fv, values.ravel()[pos]])
+                fb = np.concatenate([fb, cols[mcols[j]]])
+                core_cnt, core_s1, core_s2 = (x.copy() for x in (core_cnt, core_s1, core_s2))
+                core_cnt[moved], core_s1[moved], core_s2[moved] = 0, 0.0, 0.0
+            sel = (fv > lo32[fb]) & (fv < up32[fb])
+            w = fv[sel].astype(np.float64)
+            stats = (
+                core_cnt + np.bincount(fb[sel], minlength=k),
+                core_s1 + np.bincount(fb[sel], weights=w, minlength=k),
+                core_s2 + np.bincount(fb[sel], weights=w * w, minlength=k),
+            )
+            done += 1
+            if all(np.array_equal(x, y) for x, y in zip(stats, previous, strict=True)):
+                break  # fixed point: every further round gives the same thresholds
+            previous = stats
+            mean, _sigma, upper, lower = self._bounds(*stats)
+        roff[self.present] = mean
+        rthr[self.present] = upper
+        up32 = upper.astype(np.float32)
+        bright = fpos[fv > up32[fb]]  # bright pixels are >= adc: all in the fringe
+        return roff, rthr, done, np.sort(self.idxT.ravel()[bright]).astype(np.int64)
+
+    def _radial_stats_full(
+        self, values: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """Cheetah's rounds compared on every pixel (values with NaN/inf or beyond +-1e9)."""
+        values = np.where(self._realT, values, np.float32(np.nan))  # NaN never compares True
+        n = self.n_bins
+        roff = np.zeros(n, dtype=np.float64)
+        rthr = np.full(n, FLT_MAX, dtype=np.float64)
+        zeroed = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        squares = zeroed * zeroed
         cols = self.col_bin
         k = self.present.size
         lower = np.full(k, -1e9)
@@ -247,20 +334,18 @@ class Peakfinder8:
         for _ in range(_ITERATIONS):
             sel = np.greater(values, lower.astype(np.float32)[cols][None, :])
             sel &= values < upper.astype(np.float32)[cols][None, :]
-            sel &= real
-            stats = self._col_sums(values, squares, sel)
+            stats = self._col_sums(zeroed, squares, sel)
             done += 1
             if previous is not None and all(
                 np.array_equal(x, y) for x, y in zip(stats, previous, strict=True)
             ):
-                break  # fixed point: every further round gives the same thresholds
+                break
             previous = stats
             mean, _sigma, upper, lower = self._bounds(*stats)
         roff[self.present] = mean
         rthr[self.present] = upper
         bright = np.greater(values, upper.astype(np.float32)[cols][None, :])
-        bright &= real
-        return roff, rthr, done, np.sort(self.idxT[bright])
+        return roff, rthr, done, np.sort(self.idxT[bright]).astype(np.int64)
 
     # -- steps 2-3 -----------------------------------------------------------------------------
     def find(self, frame: np.ndarray, stats: FrameStats | None = None, raw: bool = False) -> Any:
@@ -268,60 +353,75 @@ class Peakfinder8:
 
         Returns a :class:`PeakTable` (``raw=True``: a dict of its float64 columns).
         """
-        p = self.params
         frame = np.asarray(frame, dtype=np.float32)
         if frame.shape != self.shape:
             raise ValueError(f"frame shape {frame.shape} does not match the detector {self.shape}")
         flat = frame.ravel()
-        buf = self._buffer
-        buf[:-1] = flat
-        buf[-1] = 0.0  # the pad slot
-        values = buf[self.idxT]
-        real = self._realT
+        lo, hi = float(flat.min()), float(flat.max())  # NaN or inf show up here
         n_bad = 0
-        if not np.isfinite(np.einsum("i,i->", flat, flat)):  # NaN or inf somewhere (one cheap pass)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             bad = ~np.isfinite(flat)
             n_bad = int(bad.sum())
             flat = np.where(bad, np.float32(np.nan), flat)
-            real = real & np.isfinite(values)
-            values = np.where(real, values, np.float32(0.0))
-        roff, rthr, iterations, cand = self.radial_stats(values, real)
+        values = self._gather(flat)
+        first_all = n_bad == 0 and -1e9 < lo and hi < 1e9
+        columns = self._search(flat, values, first_all, stats)
         if stats is not None:
-            stats.n_nonfinite, stats.n_bright, stats.iterations = n_bad, int(cand.size), iterations
+            stats.n_nonfinite = n_bad
+        return columns if raw else PeakTable(**columns)
+
+    def _gather(self, flat: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The valid pixels of one frame in the (CHUNK, n_cols) bin layout (pads 0)."""
+        buf = self._buffer
+        buf[:-1] = flat
+        return np.take(buf, self.idxT, out=out)
+
+    def _search(
+        self, flat: np.ndarray, values: np.ndarray, first_all: bool, stats: FrameStats | None
+    ) -> dict[str, np.ndarray]:
+        roff, rthr, iterations, cand = self.radial_stats(values, first_all)
+        if stats is not None:
+            stats.n_bright, stats.iterations = int(cand.size), iterations
         columns = self._peaks(flat, cand, roff, rthr)
-        if columns["fs"].size > p.max_num_peaks:
-            columns = {k: v[: p.max_num_peaks] for k, v in columns.items()}
+        if columns["fs"].size > self.params.max_num_peaks:
+            columns = {k: v[: self.params.max_num_peaks] for k, v in columns.items()}
             if stats is not None:
                 stats.truncated = True
         if stats is not None:
             stats.n_peaks = int(columns["fs"].size)
-        return columns if raw else PeakTable(**columns)
+        return columns
 
-    def find_many(self, frames: np.ndarray, batch: int = 16) -> list[PeakTable]:
+    def find_many(self, frames: np.ndarray, batch: int = 8) -> list[PeakTable]:
         """Peaks of many frames (n, ss, fs), ``batch`` at a time: same results as :meth:`find`.
 
         A batch is searched as one detector made of ``batch`` stacked copies, each with its own
-        panels and radial bins, so numpy's per-call cost is paid once per batch.
+        panels and radial bins, so numpy's per-call cost is paid once per batch. Each frame is
+        laid out on its own (cache-sized) and a batch holding a NaN/inf frame goes frame by frame.
         """
         frames = np.asarray(frames, dtype=np.float32)
         if frames.ndim != 3 or frames.shape[1:] != self.shape:
             raise ValueError(f"frames {frames.shape} do not match the detector (n, {self.shape})")
         out: list[PeakTable] = []
+        n_ss = self.shape[0]
+        n_cols = self.idxT.shape[1]
         for start in range(0, frames.shape[0], batch):
-            block = frames[start : start + batch]
+            block = np.ascontiguousarray(frames[start : start + batch])
             n = block.shape[0]
-            if n == 1:
-                out.append(self.find(block[0]))
+            lo, hi = float(block.min()), float(block.max())
+            if n == 1 or not (np.isfinite(lo) and np.isfinite(hi) and -1e9 < lo and hi < 1e9):
+                out.extend(self.find(f) for f in block)
                 continue
             stacked = self._stacked(n)
-            cols = stacked.find(
-                np.ascontiguousarray(block).reshape(n * self.shape[0], self.shape[1]), raw=True
-            )
-            which = np.floor(cols["ss"] / self.shape[0]).astype(np.int64)
+            values = np.empty((self.idxT.shape[0], n * n_cols), dtype=np.float32)
+            tmp = np.empty(self.idxT.shape, dtype=np.float32)
+            for b in range(n):
+                values[:, b * n_cols : (b + 1) * n_cols] = self._gather(block[b].ravel(), out=tmp)
+            cols = stacked._search(block.reshape(-1), values, True, None)
+            which = np.floor(cols["ss"] / n_ss).astype(np.int64)
             for b in range(n):
                 sel = np.flatnonzero(which == b)[: self.params.max_num_peaks]
                 part = {k: v[sel] for k, v in cols.items()}
-                part["ss"] = part["ss"] - b * self.shape[0]  # float64: exact before float32
+                part["ss"] = part["ss"] - b * n_ss  # float64: exact before float32
                 out.append(PeakTable(**part))
         return out
 
@@ -345,7 +445,9 @@ class Peakfinder8:
             np.tile(self.valid_flat.reshape(self.shape), (n, 1)),
             params,
         )
-        self._stack_cache = {n: finder}  # keep one (the usual batch size)
+        if len(self._stack_cache) >= 2:  # keep the batch size and the last, shorter batch
+            self._stack_cache.pop(next(iter(self._stack_cache)))
+        self._stack_cache[n] = finder
         return finder
 
     def _components(self, cand: np.ndarray) -> tuple[np.ndarray, int]:
@@ -421,29 +523,45 @@ class Peakfinder8:
         panel = self.pidx_flat[first]
         b = self.bounds[panel]
         # local background in the disc around the first centroid, clipped to the panel
-        nb_fs = c_fs[:, None] + self.disc_dx[None, :]
-        nb_ss = c_ss[:, None] + self.disc_dy[None, :]
-        inside = (
-            (nb_fs >= b[:, 0:1])
-            & (nb_fs <= b[:, 1:2])
-            & (nb_ss >= b[:, 2:3])
-            & (nb_ss <= b[:, 3:4])
+        com_idx = c_ss * w + c_fs
+        nb = com_idx[:, None] + self.disc_flat[None, :]
+        rw = 2 * p.local_bg_radius
+        near = (
+            (c_fs - b[:, 0] < rw)
+            | (b[:, 1] - c_fs < rw)
+            | (c_ss - b[:, 2] < rw)
+            | (b[:, 3] - c_ss < rw)
         )
-        nb = np.where(inside, nb_ss * w + nb_fs, 0)
+        inside = None
+        if near.any():  # clip the disc at the panel edges (Cheetah's within-ASIC check)
+            bn = b[near]
+            nb_fs = c_fs[near, None] + self.disc_dx[None, :]
+            nb_ss = c_ss[near, None] + self.disc_dy[None, :]
+            inside = np.ones(nb.shape, dtype=bool)
+            inside[near] = (
+                (nb_fs >= bn[:, 0:1])
+                & (nb_fs <= bn[:, 1:2])
+                & (nb_ss >= bn[:, 2:3])
+                & (nb_ss <= bn[:, 3:4])
+            )
+            nb = np.where(inside, nb, com_idx[:, None])
         bg_vals = flat[nb]
-        bg = inside & self.valid_flat[nb] & (bg_vals < rthr[self.rbin_flat[nb]])
-        n_bg = bg.sum(axis=1)
-        bgv = np.where(bg, bg_vals, 0.0).astype(np.float64)
-        s1 = bgv.sum(axis=1)
-        s2 = (bgv * bgv).sum(axis=1)
+        # background pixels: usable and below their radial threshold (bin n_bins: unusable)
+        thr = np.append(rthr, -np.inf).astype(np.float32)
+        bg = bg_vals < thr[self.rbin_valid[nb]]
+        if inside is not None:
+            bg &= inside
+        n_bg = np.count_nonzero(bg, axis=1)
+        bgv = np.where(bg, bg_vals, np.float32(0.0))
+        s1 = bgv.sum(axis=1, dtype=np.float64)
+        s2 = np.einsum("ij,ij->i", bgv, bgv, dtype=np.float64)
+        bg_max = np.maximum(bgv.max(axis=1), 0.0).astype(np.float64)  # Cheetah starts the max at 0
         has_bg = n_bg > 0
         local_offset = np.where(has_bg, s1 / np.maximum(n_bg, 1), 0.0)
         var = s2 / np.maximum(n_bg, 1) - local_offset**2
         local_sigma = np.where(var >= 0, np.sqrt(np.abs(var)), 0.01)
-        com_idx = np.clip(c_ss * w + c_fs, 0, flat.size - 1)
         local_offset = np.where(has_bg, local_offset, roff[self.rbin_flat[com_idx]])
         local_sigma = np.where(has_bg, local_sigma, 0.01)
-        bg_max = np.maximum(np.where(bg, bg_vals, -np.inf).max(axis=1), 0.0)
         # re-integrate with the local background; centroid weighted by raw intensity
         raw_sum = np.bincount(labels, weights=vals, minlength=m)
         ok &= np.abs(raw_sum) >= 1e-10
