@@ -186,3 +186,31 @@ def test_parameter_checks_and_shape_errors():
     finder = Peakfinder8.from_geometry(_two_panels(), p)
     with pytest.raises(ValueError, match="does not match"):
         finder.find(np.zeros((5, 5), dtype=np.float32))
+
+
+@needs_om
+@pytest.mark.parametrize(
+    "case", ["negative_outliers", "adc_below_background", "nan_pixels", "huge_values"]
+)
+def test_shortcut_paths_agree_with_cheetah(simulated, case):
+    """The exact shortcuts (dim core, moved bins, full rounds) give Cheetah's peaks."""
+    geom, frames, good = simulated
+    frame = frames[0].copy()
+    rng = np.random.default_rng(3)
+    params = Peakfinder8Params()
+    if case == "negative_outliers":  # bins whose minimum reaches the lower threshold
+        idx = rng.choice(frame.size, 200, replace=False)
+        frame.flat[idx] = -500.0
+    elif case == "adc_below_background":  # nearly every pixel is in the fringe
+        frame += 100.0
+        params = Peakfinder8Params(adc_threshold=5.0)
+    elif case == "nan_pixels":  # Cheetah never counts NaN; the full-round path
+        frame.flat[rng.choice(frame.size, 300, replace=False)] = np.nan
+    else:  # beyond Cheetah's initial +-1e9 limits
+        frame.flat[rng.choice(frame.size, 5, replace=False)] = 2e9
+    finder = Peakfinder8.from_geometry(geom, params, good)
+    ours = finder.find(frame)
+    theirs = ref.ReferencePeakfinder8(finder).find(frame)
+    agreement, n = _agreement([ours], [theirs])
+    assert n > 10 and agreement >= 0.98, f"{agreement:.3f} of {n}"
+    assert np.isfinite(ours.intensity).all()

@@ -231,7 +231,7 @@ class Peakfinder8:
         return cnt, s1, s2
 
     def radial_stats(
-        self, values: np.ndarray, first_round_all: bool = True
+        self, values: np.ndarray, first_round_all: bool = True, frame_min: float | None = None
     ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
         """Offset and threshold per radial bin, rounds done, and the bright pixels (flat indices).
 
@@ -239,7 +239,8 @@ class Peakfinder8:
         pixels; NaN never compares True). Cheetah's rounds: a bin with no counted pixel gets offset
         0 and threshold FLT_MAX; a round counts the pixels strictly between the previous round's
         thresholds. ``first_round_all``: every value is finite and inside Cheetah's initial +-1e9,
-        so round 1 counts every pixel.
+        so round 1 counts every pixel. ``frame_min``: a lower bound of every value (saves the
+        per-bin minima while it is above every lower threshold).
 
         Exact shortcut: every upper threshold is >= ``adc_threshold``, so a pixel below it is
         counted by every round unless it is at or below the bin's lower threshold. Per bin, if
@@ -259,34 +260,47 @@ class Peakfinder8:
         cols = self.col_bin
         n_cols = values.shape[1]
         starts = self.col_start
-        squares = values * values  # pads are 0: they add nothing to the sums
-        # round 1 counts every pixel
-        stats = (
-            self.seg_len,
-            np.add.reduceat(values.sum(axis=0, dtype=np.float32).astype(np.float64), starts),
-            np.add.reduceat(squares.sum(axis=0, dtype=np.float32).astype(np.float64), starts),
-        )
-        mean, _sigma, upper, lower = self._bounds(*stats)
         adc = np.float32(self.params.adc_threshold)
+        # dim pixels (< adc): counted by every round where the bin's minimum stays above the
+        # lower threshold; their per-bin sums are taken once
         dim = values < adc
-        dim &= self._realT
-        core_cnt, core_s1, core_s2 = self._col_sums(values, squares, dim)
-        colmin = values.min(axis=0)
-        colmin[self._pad_cols] = np.where(self._pad_real, values[:, self._pad_cols], np.inf).min(
-            axis=0
-        )
-        vmin = np.minimum.reduceat(colmin, starts)
+        dim &= self._realT  # pads read 0
+        dimf = dim.astype(np.float32)
+        vd = values * dimf
+        core_cnt = np.add.reduceat(np.rint(dimf.sum(axis=0)).astype(np.int64), starts)
+        core_s1 = np.add.reduceat(vd.sum(axis=0).astype(np.float64), starts)
+        core_s2 = np.add.reduceat(np.einsum("ij,ij->j", vd, vd).astype(np.float64), starts)
+        vmin = np.full(k, -np.inf if frame_min is None else frame_min, dtype=np.float64)
+        # the fringe: pixels >= adc (bright candidates and the tail of the background)
         fring = values >= adc
         if adc <= 0:
             fring &= self._realT
-        fpos = np.flatnonzero(fring)
+        fcols = np.flatnonzero(fring.any(axis=0))
+        i, j = np.nonzero(fring[:, fcols])
+        fpos = i * n_cols + fcols[j]
         fv = values.ravel()[fpos]
-        fb = cols[fpos % n_cols]
+        fb = cols[fcols[j]]
+        # round 1 counts every pixel: dim + fringe
+        w = fv.astype(np.float64)
+        stats = (
+            core_cnt + np.bincount(fb, minlength=k),
+            core_s1 + np.bincount(fb, weights=w, minlength=k),
+            core_s2 + np.bincount(fb, weights=w * w, minlength=k),
+        )
+        mean, _sigma, upper, lower = self._bounds(*stats)
         previous = stats
+        vmin_exact = None
         done = 1
         for _ in range(_ITERATIONS - 1):
             lo32 = lower.astype(np.float32)
             up32 = upper.astype(np.float32)
+            if vmin_exact is None and not np.all(vmin > lo32):
+                # the frame minimum does not clear every lower threshold: per-bin minima
+                colmin = values.min(axis=0)
+                colmin[self._pad_cols] = np.where(
+                    self._pad_real, values[:, self._pad_cols], np.inf
+                ).min(axis=0)
+                vmin = vmin_exact = np.minimum.reduceat(colmin, starts)
             moved = (core_cnt > 0) & ~(vmin > lo32)  # the lower threshold could drop dim pixels
             if moved.any():
                 mcols = np.flatnonzero(moved[cols])
@@ -365,7 +379,7 @@ class Peakfinder8:
             flat = np.where(bad, np.float32(np.nan), flat)
         values = self._gather(flat)
         first_all = n_bad == 0 and -1e9 < lo and hi < 1e9
-        columns = self._search(flat, values, first_all, stats)
+        columns = self._search(flat, values, first_all, stats, lo if first_all else None)
         if stats is not None:
             stats.n_nonfinite = n_bad
         return columns if raw else PeakTable(**columns)
@@ -377,9 +391,14 @@ class Peakfinder8:
         return np.take(buf, self.idxT, out=out)
 
     def _search(
-        self, flat: np.ndarray, values: np.ndarray, first_all: bool, stats: FrameStats | None
+        self,
+        flat: np.ndarray,
+        values: np.ndarray,
+        first_all: bool,
+        stats: FrameStats | None,
+        frame_min: float | None = None,
     ) -> dict[str, np.ndarray]:
-        roff, rthr, iterations, cand = self.radial_stats(values, first_all)
+        roff, rthr, iterations, cand = self.radial_stats(values, first_all, frame_min)
         if stats is not None:
             stats.n_bright, stats.iterations = int(cand.size), iterations
         columns = self._peaks(flat, cand, roff, rthr)
@@ -416,7 +435,7 @@ class Peakfinder8:
             tmp = np.empty(self.idxT.shape, dtype=np.float32)
             for b in range(n):
                 values[:, b * n_cols : (b + 1) * n_cols] = self._gather(block[b].ravel(), out=tmp)
-            cols = stacked._search(block.reshape(-1), values, True, None)
+            cols = stacked._search(block.reshape(-1), values, True, None, lo)
             which = np.floor(cols["ss"] / n_ss).astype(np.int64)
             for b in range(n):
                 sel = np.flatnonzero(which == b)[: self.params.max_num_peaks]
@@ -483,8 +502,9 @@ class Peakfinder8:
                 if np.array_equal(nxt, lab):
                     break
                 lab = nxt
-        roots, labels = np.unique(lab, return_inverse=True)
-        return labels, roots.size
+        is_root = lab == np.arange(n)  # every node now points at its component's root
+        root_id = np.cumsum(is_root) - 1
+        return root_id[lab], int(root_id[-1]) + 1 if n else 0
 
     def _peaks(
         self, flat: np.ndarray, cand: np.ndarray, roff: np.ndarray, rthr: np.ndarray
