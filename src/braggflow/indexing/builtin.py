@@ -16,6 +16,7 @@ Per frame (what indexamajig does with a target cell, ``--indexing=<method>`` + c
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -207,16 +208,16 @@ class BuiltinIndexer:
             if search == "dps" and p.search == "auto" and len(q_search) < p.dps_min_spots:
                 break
             used = search
-            bases = self._candidate_bases(q_search, search)
-            fit, why = self._best_fit(q, bases, wavelength)
-            if fit is not None:
-                best = fit
-                break
-            if why is not None and (reason == NO_CANDIDATES or why == CELL_MISMATCH):
-                reason = why
+            for bases in self._candidate_bases(q_search, search):
+                fit, why = self._best_fit(q, bases, wavelength)
+                if fit is not None:
+                    return fit, reason, used
+                if why is not None and (reason == NO_CANDIDATES or why == CELL_MISMATCH):
+                    reason = why
         return best, reason, used
 
-    def _candidate_bases(self, q: np.ndarray, search: str) -> list[np.ndarray]:
+    def _candidate_bases(self, q: np.ndarray, search: str) -> Iterator[list[np.ndarray]]:
+        """Batches of candidate bases, cheapest first (later batches only when earlier ones fail)."""
         p = self.params
         # looser angles at this stage: refinement tightens them, the strict check comes after
         loose = Tolerance(p.tolerance.length_frac, max(5.0, 2.0 * p.angle_tolerance_deg))
@@ -228,18 +229,17 @@ class BuiltinIndexer:
                 n_per_axis=p.candidates_per_axis,
                 length_tol=p.tolerance.length_frac,
             )
-            bases = assemble_bases(cands, self.target, loose.angle_deg, max_bases=96)
-            return bases + completed_bases(
+            yield assemble_bases(cands, self.target, loose.angle_deg, max_bases=96)
+            yield completed_bases(
                 q, cands, self.target, p.grid_step_deg, p.tolerance.length_frac, loose.angle_deg
             )
+            return
         from braggflow.indexing.dps import dps_basis
 
         t = self.target
         direct = dps_basis(q, max_cell_A=1.5 * max(t.a_A, t.b_A, t.c_A))
-        if direct is None:
-            return []
-        basis = to_target_setting(direct, t, loose, max_index=3)
-        return [] if basis is None else [basis]
+        basis = None if direct is None else to_target_setting(direct, t, loose, max_index=3)
+        yield [] if basis is None else [basis]
 
     def _best_fit(
         self, q: np.ndarray, bases: list[np.ndarray], wavelength: float

@@ -158,6 +158,8 @@ def targeted_candidates(
         use = np.flatnonzero(qn <= q_coarse)
         if use.size < min(len(qn), 20):
             use = np.argsort(qn)[: min(len(qn), 20)]
+        elif use.size > 50:  # the 50 lowest-q of them: enough signal, half the cost
+            use = use[np.argsort(qn[use])[:50]]
         scores = periodicity(q[use], dirs, length)
         top = _distinct_top(
             scores, dirs, 3 * n_per_axis, min_sep_rad=max(3.0 * step, 0.5 * MIN_SEPARATION)
@@ -196,10 +198,10 @@ def completed_bases(
     out: list[np.ndarray] = []
     for (i, j), ang_ij in pair_angle.items():
         kk = 3 - i - j
-        n_pairs = 0
+        pairs, starts = [], []
         for vi in candidates[i]:
             for vj in candidates[j]:
-                if n_pairs >= max_pairs:
+                if len(pairs) >= 2 * max_pairs:
                     break
                 ui, uj = vi / np.linalg.norm(vi), vj / np.linalg.norm(vj)
                 g = float(ui @ uj)
@@ -210,7 +212,6 @@ def completed_bases(
                     if abs(math.acos(max(-1.0, min(1.0, -g))) - ang_ij) > tol:
                         continue
                     uj, vj, g = -uj, -vj, -g
-                n_pairs += 1
                 # u . ui = cos(angle(i, k)), u . uj = cos(angle(j, k))
                 ci = math.cos(pair_angle[tuple(sorted((i, kk)))])
                 cj = math.cos(pair_angle[tuple(sorted((j, kk)))])
@@ -221,13 +222,17 @@ def completed_bases(
                 gamma2 = 1.0 - float(inplane @ inplane)
                 if gamma2 <= 0:
                     continue
-                starts = np.stack([inplane + s * math.sqrt(gamma2) * normal for s in (1.0, -1.0)])
-                vk, score = refine_vectors(q, starts, lengths[kk], step, length_tol, n_rounds=3)
-                for v, sc in zip(vk, score, strict=True):
-                    if sc < min_score:
-                        continue
-                    basis = np.zeros((3, 3))
-                    basis[i], basis[j], basis[kk] = vi, vj, v
-                    det = np.linalg.det(basis)
-                    out.append(basis if det > 0 else -basis)
+                for sign in (1.0, -1.0):  # both mirror solutions
+                    pairs.append((vi, vj))
+                    starts.append(inplane + sign * math.sqrt(gamma2) * normal)
+        if not starts:
+            continue
+        vk, score = refine_vectors(q, np.asarray(starts), lengths[kk], step, length_tol, n_rounds=3)
+        for (vi, vj), v, sc in zip(pairs, vk, score, strict=True):
+            if sc < min_score:
+                continue
+            basis = np.zeros((3, 3))
+            basis[i], basis[j], basis[kk] = vi, vj, v
+            det = np.linalg.det(basis)
+            out.append(basis if det > 0 else -basis)
     return out
