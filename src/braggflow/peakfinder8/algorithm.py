@@ -87,6 +87,18 @@ class FrameStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _flat_true(mask: np.ndarray) -> np.ndarray:
+    """Flat indices of the True entries of a sparse C-contiguous bool array (8 bytes at a time)."""
+    flat = mask.reshape(-1)
+    if flat.size % 8:
+        return np.flatnonzero(flat)
+    words = np.flatnonzero(flat.view(np.uint64))
+    if words.size == 0:
+        return words
+    pos = (words[:, None] * 8 + np.arange(8)).ravel()
+    return pos[flat[pos]]
+
+
 def _no_peaks() -> dict[str, np.ndarray]:
     return {k: np.zeros(0) for k in ("fs", "ss", "intensity", "max_intensity", "npix", "snr")}
 
@@ -211,12 +223,17 @@ class Peakfinder8:
     def _bounds(self, cnt: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, ...]:
         """Cheetah's per-bin mean, sigma, upper and lower threshold from counts and sums."""
         p = self.params
-        has = cnt > 0
-        mean = np.where(has, s1 / np.maximum(cnt, 1), 0.0)
-        var = s2 / np.maximum(cnt, 1) - mean * mean
-        sigma = np.where(var >= 0, np.sqrt(np.abs(var)), var)  # Cheetah keeps a negative var
-        upper = np.where(has, np.maximum(mean + p.min_snr * sigma, p.adc_threshold), FLT_MAX)
-        lower = np.where(has, mean - p.min_snr * sigma, FLT_MIN)
+        n = np.maximum(cnt, 1).astype(np.float64)
+        mean = s1 / n
+        var = s2 / n
+        var -= mean * mean
+        sigma = np.sqrt(var, where=var >= 0, out=var.copy())  # Cheetah keeps a negative var
+        spread = p.min_snr * sigma
+        upper = np.maximum(mean + spread, p.adc_threshold)
+        lower = mean - spread
+        empty = cnt == 0
+        if empty.any():
+            mean[empty], upper[empty], lower[empty] = 0.0, FLT_MAX, FLT_MIN
         return mean, sigma, upper, lower
 
     def _col_sums(
@@ -275,11 +292,9 @@ class Peakfinder8:
         fring = values >= adc
         if adc <= 0:
             fring &= self._realT
-        fcols = np.flatnonzero(fring.any(axis=0))
-        i, j = np.nonzero(fring[:, fcols])
-        fpos = i * n_cols + fcols[j]
+        fpos = _flat_true(fring)
         fv = values.ravel()[fpos]
-        fb = cols[fcols[j]]
+        fb = cols[fpos % n_cols]
         # round 1 counts every pixel: dim + fringe
         w = fv.astype(np.float64)
         stats = (
@@ -410,7 +425,7 @@ class Peakfinder8:
             stats.n_peaks = int(columns["fs"].size)
         return columns
 
-    def find_many(self, frames: np.ndarray, batch: int = 8) -> list[PeakTable]:
+    def find_many(self, frames: np.ndarray, batch: int = 16) -> list[PeakTable]:
         """Peaks of many frames (n, ss, fs), ``batch`` at a time: same results as :meth:`find`.
 
         A batch is searched as one detector made of ``batch`` stacked copies, each with its own

@@ -179,7 +179,7 @@ def run_builtin(
             finder,
             good,
             float(settings.get("max_nonfinite_fraction", 0.5)),
-            int(settings.get("batch_frames", 8)),
+            int(settings.get("batch_frames", 16)),
         )
     finally:
         source.close()
