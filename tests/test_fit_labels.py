@@ -144,7 +144,9 @@ def test_fit_labels_writes_the_training_set(two_runs, tmp_path):
     assert summary["candidates"] == fits["status"].size
     t = summary["truth"]
     assert t["spot_coverage"] >= 0.95
-    assert t["pixel_precision"] >= 0.95 and 0 < t["pixel_recall"] <= 1
+    # default candidates=both also labels real reflections below the simulator's visibility
+    # cut, which count against precision (the footprint holds visible spots only)
+    assert t["pixel_precision"] >= 0.8 and 0 < t["pixel_recall"] <= 1
     # the photon-scale images: ADU / adu_per_photon (8 in the simulated geometry)
     assert 0.5 < np.median(ts["images"][0][ts["valid"] == 1]) < 10
 
@@ -160,8 +162,11 @@ def test_candidate_modes_and_zero_candidates(two_runs, tmp_path):
             "candidates": mode,
             "min_i_over_sigma": 1e9 if mode == "predicted" else 3.0,
         }
-        assert main(fit_labels_args(two_runs, out, params)) == 0
+        truth = [str(x["truth"]) for x in two_runs.values()]
+        assert main(fit_labels_args(two_runs, out, params, ["--truth", *truth])) == 0
         counts[mode] = json.loads(out.with_suffix(".json").read_text())
+    # found peaks matched to the lattice: labels almost only on the true spots
+    assert counts["matched"]["truth"]["pixel_precision"] >= 0.95
     assert counts["predicted"]["candidates"] == 0  # nothing passes an absurd I/sigma cut
     assert counts["predicted"]["frames_zero_candidates"] == counts["predicted"]["frames_written"]
     assert not read_trainset(tmp_path / "predicted.h5")["labels"].any()

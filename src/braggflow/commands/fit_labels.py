@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    params = params_of(args, "fit_labels")
+    params = _with_defaults(params_of(args, "fit_labels"))
     t_start = time.perf_counter()
     import numpy as np
 
@@ -86,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
         settings = FitSettings.from_params(params)
     except ValueError as exc:
         raise InputError("config fit_labels", str(exc), "see config/README.md") from None
-    mode = params.get("candidates", "matched")
+    mode = params.get("candidates", "both")
     if mode not in CANDIDATE_MODES:
         raise InputError(
             "config fit_labels.candidates",
@@ -154,10 +155,17 @@ def main(args: argparse.Namespace) -> int:
     executor = params.get("executor", "ray")
     t_ray = 0.0
     started = False
+    ray_error = None
     try:
         if executor == "ray" and batches:
             t0 = time.perf_counter()
-            started = distributed.start_ray(args.num_cpus)
+            try:
+                started = distributed.start_ray(args.num_cpus)
+            except Exception as exc:  # noqa: BLE001 - local Ray that cannot start
+                if os.environ.get("RAY_ADDRESS"):
+                    raise
+                log.warning("local Ray failed to start (%s); fitting in this process", exc)
+                ray_error, executor = str(exc), "serial"
             t_ray = time.perf_counter() - t0
         t_fit0 = time.perf_counter()
         results = _results(distributed, executor, contexts, batches, settings, params)
@@ -230,6 +238,7 @@ def main(args: argparse.Namespace) -> int:
         "executor": executor,
         "batches": len(batches),
         "ray_start_s": round(t_ray, 3),
+        "ray_error": ray_error,
         "fit_s": round(t_fit, 3),
         "peaks_per_s": round(n_fitted / t_fit, 1) if n_fitted and t_fit > 0 else None,
         "total_s": round(time.perf_counter() - t_start, 3),
@@ -322,3 +331,10 @@ def _concat_fits(parts):
         return {"frame": np.zeros(0, np.int64), "status": np.zeros(0, np.int64)}
     names = list(parts[0])
     return {k: np.concatenate([p[k] for p in parts]) for k in names}
+
+
+def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    """The section checked against the schema with every default filled (``--params`` may be partial)."""
+    from braggflow.config import validate_config
+
+    return validate_config({"fit_labels": dict(params)})["fit_labels"]

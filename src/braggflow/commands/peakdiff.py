@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    params = params_of(args, "peakdiff")
+    params = _with_defaults(params_of(args, "peakdiff"))
     t0 = time.perf_counter()
     import numpy as np
 
@@ -194,3 +194,10 @@ def _truth_summary(path, geom, stats, chunks, p) -> dict[str, Any]:
         n_vis = int(truth.n_visible[i]) if i < truth.n_frames else 0
         eligible.append(n_vis >= p["min_found"] and s.n_predicted >= p["min_predicted"])
     return pd.selection_truth_summary(stats, blank, correct, eligible)
+
+
+def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    """The section checked against the schema with every default filled (``--params`` may be partial)."""
+    from braggflow.config import validate_config
+
+    return validate_config({"peakdiff": dict(params)})["peakdiff"]

@@ -39,30 +39,44 @@ def ray_environment() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
-def start_ray(num_cpus: int | None = None) -> bool:
+def start_ray(num_cpus: int | None = None, attempts: int = 3) -> bool:
     """Join ``RAY_ADDRESS`` if set (the launcher's cluster), else start a local Ray.
 
     Returns True when this call started or joined Ray (the caller shuts it down), False when
-    Ray was already initialised in this process.
+    Ray was already initialised in this process. A local start that times out (Ray gives its
+    raylet 30 s, which an overloaded machine can exceed) is retried ``attempts`` times before
+    the error is raised.
     """
     ray_environment()
     import ray
 
     if ray.is_initialized():
         return False
-    t0 = time.perf_counter()
     address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True, configure_logging=False)
-        log.info("joined Ray cluster at %s in %.1f s", address, time.perf_counter() - t0)
-    else:
-        ray.init(
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            log_to_driver=True,
-            configure_logging=False,
-        )
-        log.info("started local Ray (%s CPUs) in %.1f s", num_cpus, time.perf_counter() - t0)
+    for attempt in range(1, attempts + 1):
+        t0 = time.perf_counter()
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=True, configure_logging=False)
+                log.info("joined Ray cluster at %s in %.1f s", address, time.perf_counter() - t0)
+            else:
+                ray.init(
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=True,
+                    configure_logging=False,
+                )
+                log.info(
+                    "started local Ray (%s CPUs) in %.1f s", num_cpus, time.perf_counter() - t0
+                )
+            return True
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception on start timeouts
+            if attempt == attempts or "timed out" not in str(exc):
+                raise
+            log.warning(
+                "Ray did not start (attempt %d of %d): %s; retrying", attempt, attempts, exc
+            )
+            ray.shutdown()
     return True
 
 

@@ -34,8 +34,8 @@ class FitSettings:
     solver: str = "batched"
     width_min_px: float = 0.3
     width_max_px: float = 3.0
-    max_reduced_chi2: float = 3.0
-    min_amplitude_snr: float = 2.0
+    max_reduced_chi2: float = 5.0
+    min_snr: float = 3.0
     label_fraction: float = 0.5
     min_pixels: int = 20
     max_iterations: int = 200
