@@ -290,7 +290,11 @@ class BuiltinIndexer:
     ) -> Crystal:
         p = self.params
         rstar = fit.reciprocal
-        hkl = fit.hkl[fit.indexed]
+        # the profile radius from the well-indexed peaks only: a peak of another lattice (or a
+        # false peak) that falls within the index tolerance by chance sits far off the sphere
+        dev = np.abs(q @ fit.direct.T - fit.hkl).max(axis=1)
+        well = fit.indexed & (dev <= 0.5 * p.hkl_tolerance)
+        hkl = fit.hkl[well if well.sum() >= 3 else fit.indexed]
         radius = estimate_profile_radius(
             rstar, hkl, wavelength, p.profile_radius_quantile, p.min_profile_radius_invA
         )

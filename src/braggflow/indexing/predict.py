@@ -37,13 +37,23 @@ def excitation_errors(q: np.ndarray, wavelength: float) -> np.ndarray:
 
 
 def estimate_profile_radius(
-    reciprocal: np.ndarray, hkl: np.ndarray, wavelength: float, quantile: float, minimum: float
+    reciprocal: np.ndarray,
+    hkl: np.ndarray,
+    wavelength: float,
+    quantile: float,
+    minimum: float,
+    max_over_median: float = 4.0,
 ) -> float:
-    """A profile radius (1/A) covering ``quantile`` of the indexed peaks' excitation errors."""
+    """A profile radius (1/A) covering ``quantile`` of the indexed peaks' excitation errors.
+
+    Capped at ``max_over_median`` times their median, so one stray peak cannot inflate it (the
+    maximum of ~40 Gaussian |s| is ~3.7 times their median).
+    """
     if len(hkl) == 0:
         return minimum
     s = np.abs(excitation_errors(hkl @ reciprocal, wavelength))
-    return float(max(minimum, np.quantile(s, quantile)))
+    radius = min(float(np.quantile(s, quantile)), max_over_median * float(np.median(s)))
+    return float(max(minimum, radius))
 
 
 def predict(
