@@ -87,6 +87,23 @@ class FrameStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_TILE = 256  # pixels: a tile of a panel (float32: 256 KiB) stays in cache while it is laid out
+_TILED = 1 << 19  # detectors with more usable pixels than this are laid out tile by tile
+
+
+def _tiles(pidx_flat: np.ndarray, bounds: np.ndarray, n_fs: int) -> np.ndarray:
+    """Tile number of every slab pixel: panels in order, each cut into <= _TILE^2 blocks."""
+    ss, fs = np.divmod(np.arange(pidx_flat.size), n_fs)
+    p = np.clip(pidx_flat, 0, None)
+    if bounds.size == 0:
+        return np.zeros(pidx_flat.size, dtype=np.int64)
+    b = bounds[p]
+    n_across = (bounds[:, 1] - bounds[:, 0]) // _TILE + 1
+    n_down = (bounds[:, 3] - bounds[:, 2]) // _TILE + 1
+    first = np.r_[0, np.cumsum(n_across * n_down)[:-1]]
+    return first[p] + ((ss - b[:, 2]) // _TILE) * n_across[p] + (fs - b[:, 0]) // _TILE
+
+
 def _flat_true(mask: np.ndarray) -> np.ndarray:
     """Flat indices of the True entries of a sparse C-contiguous bool array (8 bytes at a time)."""
     flat = mask.reshape(-1)
@@ -118,6 +135,7 @@ class Peakfinder8:
         radius: np.ndarray,
         good: np.ndarray | None,
         params: Peakfinder8Params,
+        tiled: bool | None = None,
     ) -> None:
         self.params = params
         pidx = np.asarray(panel_index, dtype=np.int32)
@@ -142,19 +160,27 @@ class Peakfinder8:
         rbin = np.rint(r_safe).astype(np.int32)
         self.rbin_flat = rbin.ravel()
         self.n_bins = int(np.ceil(float(r_safe.max()))) + 1 if r_safe.size else 1
-        # valid pixels sorted by radial bin (stable: raster order inside a bin, as Cheetah sums)
+        # valid pixels grouped by (tile, radial bin), raster order inside a group; a tile is a
+        # <= TILE x TILE block of a panel, so laying a frame out reads it block by block
         flat_valid = np.flatnonzero(self.valid_flat)
-        order = np.argsort(self.rbin_flat[flat_valid], kind="stable")
+        # big detectors: tile by tile, scattered in raster order; small ones fit in cache and are
+        # gathered in plain bin order (fewer partial columns)
+        self.tiled = bool(flat_valid.size > _TILED) if tiled is None else tiled
+        tile = _tiles(self.pidx_flat, self.bounds, n_fs)[flat_valid] if self.tiled else 0
+        rb = self.rbin_flat[flat_valid]
+        tile = np.broadcast_to(np.asarray(tile, dtype=np.int64), rb.shape)
+        order = np.lexsort((rb, tile))  # stable: raster order inside a group
         self.order = flat_valid[order].astype(np.int64)
-        seg_bin = self.rbin_flat[self.order]
-        if seg_bin.size:
-            starts = np.flatnonzero(np.r_[True, seg_bin[1:] != seg_bin[:-1]])
+        self.present, self.bin_count = np.unique(rb, return_counts=True)
+        self.bin_count = self.bin_count.astype(np.int64)
+        group = np.c_[tile[order], rb[order]]
+        if group.shape[0]:
+            starts = np.flatnonzero(np.r_[True, np.any(group[1:] != group[:-1], axis=1)])
         else:
             starts = np.zeros(0, dtype=np.int64)
-        self.starts = starts
-        self.present = seg_bin[starts] if seg_bin.size else np.zeros(0, dtype=np.int32)
-        self.seg_len = np.diff(np.r_[starts, seg_bin.size]).astype(np.int64)
-        self._build_chunks(seg_bin)
+        seg_len = np.diff(np.r_[starts, group.shape[0]]).astype(np.int64)
+        seg_bin = np.searchsorted(self.present, rb[order][starts]) if starts.size else starts
+        self._build_chunks(starts, seg_len, seg_bin)
         # seeds: pixels not on their panel's border (Cheetah scans 1..size-2 of each ASIC)
         ss_idx, fs_idx = np.divmod(np.arange(pidx.size), n_fs)
         b = (
@@ -192,32 +218,43 @@ class Peakfinder8:
         bounds = np.array([[p.min_fs, p.max_fs, p.min_ss, p.max_ss] for p in geom.panels])
         return cls(geom.panel_index_map(), bounds, radius, ok, params)
 
-    def _build_chunks(self, seg_bin: np.ndarray) -> None:
-        """Lay the bin-sorted valid pixels out as columns of CHUNK, each column one bin's.
+    def _build_chunks(self, starts: np.ndarray, seg_len: np.ndarray, seg_bin: np.ndarray) -> None:
+        """Lay the grouped valid pixels out as columns of CHUNK, each column one radial bin's.
 
         A (CHUNK, n_cols) array compares against a (1, n_cols) row of per-column thresholds with
-        contiguous SIMD loops and no per-pixel gathers; columns are padded with an index to a NaN
-        slot, which no comparison counts.
+        contiguous SIMD loops and no per-pixel threshold gathers; pads read 0 (``_realT`` is False
+        there). A frame is scattered into the layout in raster order (``_dst``).
         """
         chunk = _CHUNK
         n_pix = self.valid_flat.size
-        cols_per_bin = -(-self.seg_len // chunk)  # ceil
-        n_cols = int(cols_per_bin.sum())
-        self.col_start = np.r_[0, np.cumsum(cols_per_bin)[:-1]].astype(np.int64)
-        self.col_bin = np.repeat(np.arange(self.present.size), cols_per_bin).astype(np.int64)
-        idx = np.full((chunk, n_cols), n_pix, dtype=np.int64)  # n_pix = the NaN slot
+        cols_per_seg = -(-seg_len // chunk)  # ceil
+        n_cols = int(cols_per_seg.sum())
+        col_start = np.r_[0, np.cumsum(cols_per_seg)[:-1]].astype(np.int64)
+        self.col_bin = np.repeat(seg_bin, cols_per_seg).astype(np.int64)
+        idx = np.full((chunk, n_cols), n_pix, dtype=np.int64)  # n_pix = the pad slot
         if n_cols:
-            within = np.arange(seg_bin.size) - np.repeat(self.starts, self.seg_len)
-            col = np.repeat(self.col_start, self.seg_len) + within // chunk
+            within = np.arange(self.order.size) - np.repeat(starts, seg_len)
+            col = np.repeat(col_start, seg_len) + within // chunk
             idx[within % chunk, col] = self.order
-        self.idxT = idx.astype(np.int32) if n_pix < 2**31 - 1 else idx
+        small = n_pix < 2**31 - 1
+        self.idxT = idx.astype(np.int32) if small else idx
         self._realT = idx != n_pix
-        self._buffer = np.empty(n_pix + 1, dtype=np.float32)
-        self._buffer[-1] = 0.0  # the pad slot (masked out by _realT where it matters)
-        # columns holding pads (a bin's last, partial column) and where their real rows are
-        pad_cols = np.flatnonzero(~self._realT.all(axis=0))
-        self._pad_cols = pad_cols
-        self._pad_real = self._realT[:, pad_cols]
+        # where each slab pixel goes in the layout (unused pixels: a dump slot past the end);
+        # scattering a frame in raster order reads it sequentially (a gather in bin order
+        # walks rings through the frame, and power-of-two rows thrash the cache)
+        if self.tiled:
+            n_slots = idx.size
+            dst = np.full(n_pix, n_slots, dtype=np.int64)
+            real = idx.ravel() != n_pix
+            dst[idx.ravel()[real]] = np.flatnonzero(real)
+            self._dst = dst.astype(np.int32) if n_slots < 2**31 - 1 else dst
+            self._layout = np.zeros(n_slots + 1, dtype=np.float32)  # pads stay 0
+        else:
+            self._buffer = np.zeros(n_pix + 1, dtype=np.float32)  # [-1]: the pad slot, 0
+
+    def _per_bin(self, per_column: np.ndarray) -> np.ndarray:
+        """Sum per-column values into the present radial bins."""
+        return np.bincount(self.col_bin, weights=per_column, minlength=self.present.size)
 
     # -- step 1 --------------------------------------------------------------------------------
     def _bounds(self, cnt: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -241,10 +278,9 @@ class Peakfinder8:
     ) -> tuple[np.ndarray, ...]:
         """Per-bin count, sum and sum of squares of the selected entries (columns, then bins)."""
         m = sel.astype(np.float32)
-        starts = self.col_start
-        s1 = np.add.reduceat(np.einsum("ij,ij->j", values, m).astype(np.float64), starts)
-        s2 = np.add.reduceat(np.einsum("ij,ij->j", squares, m).astype(np.float64), starts)
-        cnt = np.add.reduceat(np.rint(m.sum(axis=0)).astype(np.int64), starts)
+        s1 = self._per_bin(np.einsum("ij,ij->j", values, m))
+        s2 = self._per_bin(np.einsum("ij,ij->j", squares, m))
+        cnt = np.rint(self._per_bin(m.sum(axis=0))).astype(np.int64)
         return cnt, s1, s2
 
     def radial_stats(
@@ -276,7 +312,6 @@ class Peakfinder8:
         k = self.present.size
         cols = self.col_bin
         n_cols = values.shape[1]
-        starts = self.col_start
         adc = np.float32(self.params.adc_threshold)
         # dim pixels (< adc): counted by every round where the bin's minimum stays above the
         # lower threshold; their per-bin sums are taken once
@@ -284,9 +319,9 @@ class Peakfinder8:
         dim &= self._realT  # pads read 0
         dimf = dim.astype(np.float32)
         vd = values * dimf
-        core_cnt = np.add.reduceat(np.rint(dimf.sum(axis=0)).astype(np.int64), starts)
-        core_s1 = np.add.reduceat(vd.sum(axis=0).astype(np.float64), starts)
-        core_s2 = np.add.reduceat(np.einsum("ij,ij->j", vd, vd).astype(np.float64), starts)
+        core_cnt = np.rint(self._per_bin(dimf.sum(axis=0))).astype(np.int64)
+        core_s1 = self._per_bin(vd.sum(axis=0))
+        core_s2 = self._per_bin(np.einsum("ij,ij->j", vd, vd))
         vmin = np.full(k, -np.inf if frame_min is None else frame_min, dtype=np.float64)
         # the fringe: pixels >= adc (bright candidates and the tail of the background)
         fring = values >= adc
@@ -304,18 +339,20 @@ class Peakfinder8:
         )
         mean, _sigma, upper, lower = self._bounds(*stats)
         previous = stats
-        vmin_exact = None
+        exact = np.zeros(k, dtype=bool)
         done = 1
         for _ in range(_ITERATIONS - 1):
             lo32 = lower.astype(np.float32)
             up32 = upper.astype(np.float32)
-            if vmin_exact is None and not np.all(vmin > lo32):
-                # the frame minimum does not clear every lower threshold: per-bin minima
-                colmin = values.min(axis=0)
-                colmin[self._pad_cols] = np.where(
-                    self._pad_real, values[:, self._pad_cols], np.inf
-                ).min(axis=0)
-                vmin = vmin_exact = np.minimum.reduceat(colmin, starts)
+            need = (core_cnt > 0) & ~exact & ~(vmin > lo32)
+            if need.any():
+                # the frame minimum does not clear these bins' lower thresholds: their own minima
+                ncols = np.flatnonzero(need[cols])
+                cmin = np.where(self._realT[:, ncols], values[:, ncols], np.float32(np.inf))
+                bmin = np.full(k, np.inf)
+                np.minimum.at(bmin, cols[ncols], cmin.min(axis=0))
+                vmin[need] = bmin[need]
+                exact |= need
             moved = (core_cnt > 0) & ~(vmin > lo32)  # the lower threshold could drop dim pixels
             if moved.any():
                 mcols = np.flatnonzero(moved[cols])
@@ -400,7 +437,13 @@ class Peakfinder8:
         return columns if raw else PeakTable(**columns)
 
     def _gather(self, flat: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The valid pixels of one frame in the (CHUNK, n_cols) bin layout (pads 0)."""
+        """The valid pixels of one frame in the (CHUNK, n_cols) bin layout (pads 0).
+
+        Tiled layouts return a view of a buffer that the next call overwrites.
+        """
+        if self.tiled:
+            self._layout[self._dst] = flat
+            return self._layout[:-1].reshape(self.idxT.shape)
         buf = self._buffer
         buf[:-1] = flat
         return np.take(buf, self.idxT, out=out)
@@ -437,7 +480,8 @@ class Peakfinder8:
             raise ValueError(f"frames {frames.shape} do not match the detector (n, {self.shape})")
         out: list[PeakTable] = []
         n_ss = self.shape[0]
-        n_cols = self.idxT.shape[1]
+        # batching pays for small detectors only: keep a batch near a megapixel
+        batch = max(1, min(batch, (1 << 20) // max(self.order.size, 1)))
         for start in range(0, frames.shape[0], batch):
             block = np.ascontiguousarray(frames[start : start + batch])
             n = block.shape[0]
@@ -446,11 +490,18 @@ class Peakfinder8:
                 out.extend(self.find(f) for f in block)
                 continue
             stacked = self._stacked(n)
-            values = np.empty((self.idxT.shape[0], n * n_cols), dtype=np.float32)
-            tmp = np.empty(self.idxT.shape, dtype=np.float32)
-            for b in range(n):
-                values[:, b * n_cols : (b + 1) * n_cols] = self._gather(block[b].ravel(), out=tmp)
-            cols = stacked._search(block.reshape(-1), values, True, None, lo)
+            flat = block.reshape(-1)
+            if stacked.tiled:
+                values = stacked._gather(flat)
+            else:  # frame by frame: each fits in cache
+                n_cols = self.idxT.shape[1]
+                values = np.empty((self.idxT.shape[0], n * n_cols), dtype=np.float32)
+                tmp = np.empty(self.idxT.shape, dtype=np.float32)
+                for b in range(n):
+                    values[:, b * n_cols : (b + 1) * n_cols] = self._gather(
+                        block[b].ravel(), out=tmp
+                    )
+            cols = stacked._search(flat, values, True, None, lo)
             which = np.floor(cols["ss"] / n_ss).astype(np.int64)
             for b in range(n):
                 sel = np.flatnonzero(which == b)[: self.params.max_num_peaks]
@@ -478,6 +529,7 @@ class Peakfinder8:
             np.concatenate(tiles_r).astype(np.float32),
             np.tile(self.valid_flat.reshape(self.shape), (n, 1)),
             params,
+            tiled=self.tiled,
         )
         if len(self._stack_cache) >= 2:  # keep the batch size and the last, shorter batch
             self._stack_cache.pop(next(iter(self._stack_cache)))
