@@ -79,6 +79,7 @@ def evaluate_run(
             truth_path,
             geom,
             float(params.get("match_distance_px", 2.0)),
+            float(params.get("max_orientation_error_deg", 1.0)),
         )
     return result
 
