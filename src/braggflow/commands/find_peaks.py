@@ -66,7 +66,13 @@ def main(args: argparse.Namespace) -> int:
             return 0
         tables = [o.table for o in stats.outcomes]
     else:
-        # external engines: check the tool before any work, then one run on all frames
+        # external engines: check the tool before any work, then one run on all frames (one MPI
+        # rank runs it; the tool has its own parallelism, e.g. indexamajig -j)
+        from braggflow.peakfinder8.run import mpi_world
+
+        _comm, rank, _size = mpi_world()
+        if rank != 0:
+            return 0
         with FrameSource(frames, geom) as source:
             n_frames = len(source)
         workdir = out.parent / f".{out.stem}.{engine}"
