@@ -19,7 +19,9 @@ def test_dry_run_default(repo):
 
 
 def test_full_dag_has_every_stage(repo):
-    out = _snakemake(repo, "results/demo/report/performance.tsv")
+    out = _snakemake(
+        repo, "results/demo/evaluate/summary.tsv", "results/demo/report/performance.tsv"
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     for rule in [
         "simulate_run",
@@ -36,7 +38,7 @@ def test_full_dag_has_every_stage(repo):
         assert rule in out.stdout, rule
 
 
-@pytest.mark.parametrize("name", ["lysozyme_epix10k2m.yaml", "my_beamtime_files.yaml"])
+@pytest.mark.parametrize("name", ["lysozyme_epix10k2m.yaml", "example_files.yaml"])
 def test_dry_run_experiment_files(repo, name):
     out = _snakemake(repo, "--configfile", f"config/experiments/{name}")
     assert out.returncode == 0, out.stderr[-3000:]
