@@ -36,7 +36,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,15 +277,13 @@ def wait_for_ray_nodes(address: str, expected: int, timeout_s: float) -> int:
         ray.shutdown()
 
 
-def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen) -> bool:
-    """Until something listens on host:port (False when ``proc`` died or the time ran out)."""
+def wait_for(ready: Callable[[], bool], timeout_s: float, proc: subprocess.Popen) -> bool:
+    """Poll ``ready()`` until true; False when ``proc`` died or the time ran out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.2)
+        if ready():
+            return True
+        time.sleep(0.2)
     return False
 
 
@@ -300,7 +298,14 @@ def _terminate(proc: subprocess.Popen | None, grace_s: float = 15.0) -> None:
         proc.wait()
 
 
-RAY_ENV_KEYS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_TMPDIR")
+RAY_ENV_KEYS = (
+    "RAY_AUTH_MODE",
+    "RAY_AUTH_TOKEN",
+    "RAY_TMPDIR",
+    "RAY_ENABLE_UV_RUN_RUNTIME_ENV",
+    "RAY_USAGE_STATS_ENABLED",
+    "RAY_agent_register_timeout_ms",
+)
 
 
 def ray_env(base: Mapping[str, str], tmpdir: str) -> dict[str, str]:
@@ -316,6 +321,11 @@ def ray_env(base: Mapping[str, str], tmpdir: str) -> dict[str, str]:
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "RAY_TMPDIR": tmpdir,
+        # under `uv run` Ray would ship the working tree and start every worker through uv
+        "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # a busy node starts the dashboard agent slowly; the raylet's 15 s wait would kill it
+        "RAY_agent_register_timeout_ms": base.get("RAY_agent_register_timeout_ms", "120000"),
     }
 
 
@@ -335,10 +345,13 @@ def run_ray(cmd: list[str], alloc: Allocation | None) -> int:
     head = workers = None
     timeout_s = float(os.environ.get("BRAGGFLOW_RAY_TIMEOUT_S", "180"))
     try:
-        log(f"Ray head on {alloc.first_host} ({address}), {num_cpus} CPUs")
+        log(f"Ray head on {alloc.first_host} ({address}), {num_cpus} CPUs, RAY_TMPDIR={temp_dir}")
         head = subprocess.Popen(ray_head_command(ip, port, num_cpus), env=env)
-        if not wait_for_port(ip, port, timeout_s, head):
-            log(f"the Ray head did not start listening on {address} within {timeout_s:.0f} s")
+        # the head writes its address file once its raylet has registered: start the workers
+        # only then, so that the start-ups (CPU-heavy) do not compete
+        ready = Path(temp_dir) / "ray" / "ray_current_cluster"
+        if not wait_for(lambda: ready.exists(), timeout_s, head):
+            log(f"the Ray head did not come up within {timeout_s:.0f} s")
             return 1
         if alloc.agents() > 1:
             log(f"{alloc.agents() - 1} Ray worker(s) via srun")
