@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 CORES ?= 2
 export PATH := $(CURDIR)/.venv/bin:$(HOME)/.local/bin:$(PATH)
 
-.PHONY: demo test lint setup system-deps report clean help
+.PHONY: demo test lint setup system-deps report clean help slurm-profile
 
 help:
 	@echo "make demo   - install, then run the whole workflow on the embedded experiment (results/demo/)"
@@ -35,6 +35,14 @@ lint: setup
 
 test: setup system-deps lint
 	$(UV) run pytest -x -q
+
+# `snakemake --profile slurm` from anywhere: link the profile into ~/.config/snakemake (docs/cluster.md)
+slurm-profile:
+	@mkdir -p $(HOME)/.config/snakemake
+	@if [ -e $(HOME)/.config/snakemake/slurm ] && [ "$$(readlink $(HOME)/.config/snakemake/slurm)" != "$(CURDIR)/profiles/slurm" ]; then \
+		echo "$(HOME)/.config/snakemake/slurm exists and is not a link to this repository's profile; not replacing it" >&2; exit 1; fi
+	@ln -sfn $(CURDIR)/profiles/slurm $(HOME)/.config/snakemake/slurm
+	@echo "snakemake --profile slurm now uses $(CURDIR)/profiles/slurm"
 
 clean:
 	rm -rf results/demo logs/demo .snakemake
