@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,37 @@ def test_site_examples_name_their_documented_resources(monkeypatch):
     assert {res[r]["constraint"] for r in gpu_rules()} == {"gpu"}
     assert {res[r]["qos"] for r in res} <= {"regular", "shared"}
     assert "docs.nersc.gov/jobs/policy" in (REPO / "profiles/perlmutter/config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_profile_by_name_after_the_readme_set_up(tmp_path):
+    """`snakemake --profile slurm` finds the profile linked into the user's config folder."""
+    xdg = tmp_path / "config"
+    (xdg / "snakemake").mkdir(parents=True)
+    # what `make slurm-profile` does (docs/cluster.md)
+    (xdg / "snakemake" / "slurm").symlink_to(REPO / "profiles" / "slurm")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "BRAGGFLOW_"))}
+    env.update(XDG_CONFIG_HOME=str(xdg), BRAGGFLOW_SLURM_STATUS_COMMAND="squeue")
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "-F"]
+        + ["results/demo/data/detector.geom"],
+        cwd=REPO,  # as a user types it, in the repository
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "Using profiles slurm" in out.stderr
+    assert "slurm_partition=cpu" in out.stdout  # the profile's resources reached the job
+    # without the link the name does not resolve
+    (xdg / "snakemake" / "slurm").unlink()
+    missing = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missing.returncode != 0 and "profile" in missing.stderr.lower()
