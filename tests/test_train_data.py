@@ -73,8 +73,7 @@ def test_sampler_ranks_partition_the_global_batch_and_resume():
 
 
 def test_lr_schedule_warmup_then_cosine():
-    pytest.importorskip("torch")
-    from braggflow.training.loop import lr_factor
+    from braggflow.training.schedule import lr_factor
 
     f = [lr_factor(s, 4, 20, 1e-3, 1e-5) * 1e-3 for s in range(21)]
     assert f[0] == pytest.approx(2.5e-4) and f[3] == pytest.approx(1e-3)
@@ -90,3 +89,48 @@ def test_train_config_checks_values_and_keeps_unknown_keys():
         TrainConfig(batch_size=0)
     with pytest.raises(ConfigError, match="mixed_precision"):
         TrainConfig(mixed_precision="fp16")
+
+
+def test_train_command_reports_a_missing_trainset_in_one_line(tmp_path, capsys):
+    from braggflow.cli import main
+
+    code = main(
+        [
+            "train",
+            "--trainset",
+            str(tmp_path / "none.h5"),
+            "--checkpoint-dir",
+            str(tmp_path / "c"),
+            "--out",
+            str(tmp_path / "m.pt"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "training set not found" in err and len(err.splitlines()) == 1
+
+
+def test_augmentation_is_consistent_across_fields_ranks_and_codes(trainset):
+    from braggflow.training.data import dihedral
+
+    a = np.arange(16).reshape(4, 4)
+    assert len({dihedral(a, c).tobytes() for c in range(8)}) == 8  # the 8 symmetries of a square
+    ts = TrainSet(
+        trainset,
+        64,
+        0,
+        extra_fields={
+            "teacher_logits": lambda f: np.random.default_rng(0).normal(size=(len(f), 2, 64, 64))
+        },
+    )
+    plain, aug = ts.batch([0, 1]), ts.batch([0, 1], augment=[5, 3])
+    for key in ("image", "label", "valid", "teacher_logits"):
+        for i, code in enumerate((5, 3)):
+            np.testing.assert_array_equal(aug[key][i], dihedral(plain[key][i], code))
+    one = GlobalBatchSampler(7, 4, 1, 0, seed=3)
+    ranks = [GlobalBatchSampler(7, 2, 2, r, seed=3) for r in range(2)]
+    codes = np.concatenate([one.next_with_codes()[1] for _ in range(20)])
+    both = np.concatenate(
+        [np.concatenate([s.next_with_codes()[1] for s in ranks]) for _ in range(20)]
+    )
+    np.testing.assert_array_equal(codes, both)
+    assert set(codes.tolist()) == set(range(8))

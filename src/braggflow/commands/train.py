@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from braggflow.commands._common import add_params_args, params_of
+from braggflow.errors import InputError
 
 NAME = "train"
 HELP = "Stage 5: train the teacher (run under torchrun; FSDP2) -> checkpoints + exported model"
@@ -42,6 +43,8 @@ def _model_params(args: argparse.Namespace) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     params = params_of(args, "train")
+    if not Path(args.trainset).is_file():
+        raise InputError(args.trainset, "training set not found", "run the fit_labels stage first")
     from braggflow.model.arch import arch_from_params
     from braggflow.training.config import TrainConfig
     from braggflow.training.data import TrainSet, trainset_identity

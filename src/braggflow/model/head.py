@@ -4,7 +4,8 @@ The BiFPN levels are first merged at the finest level (stride s): each coarser m
 upsampled and all are combined by fast normalised fusion, so every BiFPN output (including the
 last block's bottom-up path) reaches the logits. Then two pathways of one layer each:
 pathway 1 (downsampled): a 1x1 conv at stride s, bilinearly upsampled;
-pathway 2 (full resolution): a transposed conv with kernel = stride = s (learnable upsampling).
+pathway 2 (full resolution): a transposed conv with stride s and kernel 2s (learnable upsampling;
+each output pixel sees its own and the neighbouring cells, so spots crossing a cell edge stay whole).
 The two logit maps are summed.
 """
 
@@ -23,7 +24,9 @@ class DualPathwayHead(nn.Module):
         self.stride = stride
         self.merge = FastFusion(levels)
         self.coarse = nn.Conv2d(width, num_classes, 1)
-        self.fine = nn.ConvTranspose2d(width, num_classes, kernel_size=stride, stride=stride)
+        self.fine = nn.ConvTranspose2d(
+            width, num_classes, kernel_size=2 * stride, stride=stride, padding=stride // 2
+        )
 
     def forward(self, feats: list[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
         size = feats[0].shape[-2:]

@@ -79,6 +79,14 @@ def read_meta(path: Path) -> dict[str, Any]:
     return json.loads((path / "meta.json").read_text())
 
 
+def matching_checkpoint(root: str | Path, fingerprint: str) -> tuple[Path | None, list[Path]]:
+    """The newest complete checkpoint of this run (same fingerprint), and those of other runs."""
+    mine, stale = [], []
+    for path in _step_dirs(Path(root)):
+        (mine if read_meta(path).get("fingerprint") == fingerprint else stale).append(path)
+    return (mine[-1] if mine else None), stale
+
+
 def save_checkpoint(
     root: str | Path,
     step: int,

@@ -34,6 +34,7 @@ class TrainConfig:
     activation_checkpointing: bool = False
     mixed_precision: str = "auto"
     reshard_after_forward: bool = True
+    augment: bool = False
     seed: int = 2025
     val_batch_size: int = 4
     num_threads: int = 0

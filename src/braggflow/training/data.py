@@ -5,7 +5,9 @@ batches (pad-and-crop + z-score, section 2.2.2). ``GlobalBatchSampler`` walks on
 stream of frame positions (a fresh permutation per epoch, seeded) shared by all ranks: global
 micro-batch ``g`` covers stream positions ``[g*B*W, (g+1)*B*W)`` and rank ``r`` takes its
 ``B``-sized slice, so a run on W ranks with batch B sees exactly the frames of a 1-rank run with
-batch B*W. Its whole state is one integer (micro-batches consumed).
+batch B*W. Its whole state is one integer (micro-batches consumed). Optional augmentation draws
+one of the 8 symmetries of the square per sample from a hash of (seed, stream position), so it
+too is identical for any number of ranks and after a resume, with no RNG state to carry.
 """
 
 from __future__ import annotations
@@ -20,6 +22,27 @@ from braggflow.errors import InputError
 from braggflow.model.preprocess import prepare_labels, preprocess
 
 ExtraField = Callable[[np.ndarray], np.ndarray]
+
+
+def dihedral(a: np.ndarray, code: int) -> np.ndarray:
+    """One of the 8 symmetries of the square on the last two axes (bit 2: transpose, bit 0:
+    flip columns, bit 1: flip rows); code 0 is the identity."""
+    if code & 4:
+        a = np.swapaxes(a, -1, -2)
+    if code & 1:
+        a = a[..., ::-1]
+    if code & 2:
+        a = a[..., ::-1, :]
+    return a
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a well-spread hash of uint64 values."""
+    x = x.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 class TrainSet:
@@ -83,9 +106,14 @@ class TrainSet:
         back[order] = np.arange(order.size)
         return imgs[back], labs[back]
 
-    def batch(self, positions: Sequence[int]) -> dict[str, np.ndarray]:
+    def batch(
+        self, positions: Sequence[int], augment: Sequence[int] | None = None
+    ) -> dict[str, np.ndarray]:
         """Positions into this split -> ``image`` (B,1,S,S) float32, ``label`` (B,S,S) int64
-        (``IGNORE`` where invalid), ``valid`` (B,S,S) bool, ``frame`` (B,) int64, extras."""
+        (``IGNORE`` where invalid), ``valid`` (B,S,S) bool, ``frame`` (B,) int64, extras.
+
+        ``augment``: a symmetry code per sample (:func:`dihedral`), applied to the image, label,
+        valid mask and every extra field whose last two axes are the (S, S) square."""
         frames = self.indices[np.asarray(positions, dtype=np.int64)]
         images, labels = self._read(frames)
         x, valid = preprocess(images, self.valid_map, self.input_size)
@@ -97,6 +125,16 @@ class TrainSet:
         }
         for key, fn in self.extra_fields.items():
             out[key] = np.asarray(fn(frames))
+        if augment is not None:
+            square = (self.input_size, self.input_size)
+            for key, arr in out.items():
+                if arr.ndim >= 3 and arr.shape[-2:] == square:
+                    out[key] = np.stack(
+                        [
+                            np.ascontiguousarray(dihedral(a, int(c)))
+                            for a, c in zip(arr, augment, strict=True)
+                        ]
+                    )
         return out
 
     def close(self) -> None:
@@ -157,10 +195,18 @@ class GlobalBatchSampler:
 
     def next(self) -> np.ndarray:
         """This rank's positions for the next micro-batch."""
+        return self.next_with_codes()[0]
+
+    def next_with_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's positions for the next micro-batch and a symmetry code (0-7) for each."""
         g = self.batch_size * self.world_size
         start = self.position * g + self.rank * self.batch_size
         self.position += 1
-        return self.stream(start, self.batch_size)
+        index = np.arange(start, start + self.batch_size, dtype=np.uint64)
+        codes = (_mix(index + _mix(np.array([self.seed], np.uint64))) % np.uint64(8)).astype(
+            np.int64
+        )
+        return self.stream(start, self.batch_size), codes
 
     @property
     def epoch(self) -> float:

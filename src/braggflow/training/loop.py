@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import shutil
 import signal
 import time
 from collections.abc import Mapping
@@ -28,9 +28,8 @@ import torch
 from braggflow.atomic import atomic_write_json
 from braggflow.model.arch import ModelArch
 from braggflow.training.checkpoint import (
-    latest_checkpoint,
     load_checkpoint,
-    read_meta,
+    matching_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -41,12 +40,14 @@ from braggflow.training.distributed import (
     DistEnv,
     all_reduce_,
     apply_activation_checkpointing,
+    barrier,
     init_distributed,
     mixed_precision_dtype,
     set_cpu_threads,
     shard_model,
 )
 from braggflow.training.metrics import MetricsLog, plot_loss_curve
+from braggflow.training.schedule import lr_factor
 from braggflow.training.task import Task
 from braggflow.training.validation import validate
 
@@ -73,15 +74,6 @@ class TrainPaths:
     model: Path | None = None
     arch_json: Path | None = None
     validation: Path | None = None
-
-
-def lr_factor(step: int, warmup: int, total: int, lr: float, min_lr: float) -> float:
-    """Linear warm-up to ``lr`` over ``warmup`` steps, then cosine decay to ``min_lr`` at ``total``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    span = max(1, total - warmup)
-    progress = min(1.0, (step - warmup) / span)
-    return (min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))) / lr
 
 
 class _StopFlag:
@@ -184,14 +176,12 @@ def train(
 
     # 2. resume
     step = 0
-    ckpt = latest_checkpoint(paths.checkpoint_dir)
-    if ckpt is not None and read_meta(ckpt).get("fingerprint") != fingerprint:
-        if env.is_main:
-            log.warning(
-                "ignoring checkpoint %s: it belongs to a different run (arch/config/task/data changed)",
-                ckpt,
-            )
-        ckpt = None
+    ckpt, stale = matching_checkpoint(paths.checkpoint_dir, fingerprint)
+    if env.is_main:
+        for old in stale:  # another run's (arch/config/task/data changed): never resumed
+            log.warning("removing checkpoint %s of a different run", old)
+            shutil.rmtree(old, ignore_errors=True)
+    barrier()
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer, env)
         step = int(state["step"])
@@ -234,7 +224,9 @@ def train(
             sums: dict[str, float] = {}
             for micro in range(cfg.grad_accum):
                 model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)
-                batch = _to_device(train_set.batch(sampler.next()), env.device)
+                positions, codes = sampler.next_with_codes()
+                batch = train_set.batch(positions, codes if cfg.augment else None)
+                batch = _to_device(batch, env.device)
                 loss, extra = task.loss(model, batch)
                 (loss / cfg.grad_accum).backward()
                 for k, v in {"loss": loss, **extra}.items():
@@ -276,8 +268,8 @@ def train(
             if int(flag.item()):
                 path = checkpoint(step)
                 raise Preempted(step, path)
-            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                checkpoint(step)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint(step)  # the last one lets a rerun go straight to export
     finally:
         stop.restore()
 
