@@ -59,6 +59,7 @@ def default_geometry_text(det: dict[str, Any], bandwidth_fwhm: float = 0.0) -> s
         f"photon_energy = {PHOTON_ENERGY_PATH}",
         f"bandwidth = {bandwidth_fwhm * FWHM_TO_SIGMA:.6g}",
         f"adu_per_photon = {float(det['adu_per_photon']):g}",
+        f"max_adu = {float(det['max_adu']):g}",
         f"res = {res:g}",
         "",
         f"data = {DATA_PATH}",
