@@ -80,6 +80,9 @@ def test_torchrun_commands():
     host, port = endpoint.split("=", 1)[1].split(":")
     assert host == "node01" and int(port) > 0
     assert "--standalone" not in multi
+    # one node whose name does not resolve (a container): rendezvous on the loopback address
+    lone = launch.torchrun_command(1, ["x"], _alloc(hosts=("no-such-host.invalid",), cpt=1))
+    assert any(a.startswith("--rdzv-endpoint=127.0.0.1:") for a in lone)
 
 
 def test_mpi_commands(monkeypatch):

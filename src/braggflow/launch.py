@@ -164,11 +164,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def host_ip() -> str:
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
+def rendezvous_host(alloc: Allocation) -> str:
+    """The first node's name; a single-node allocation whose host name does not resolve
+    (containers) rendezvouses on the loopback address."""
+    if alloc.nnodes == 1:
+        try:
+            socket.gethostbyname(alloc.first_host)
+        except OSError:
+            return "127.0.0.1"
+    return alloc.first_host
 
 
 # ---------------------------------------------------------------- torchrun
@@ -180,7 +184,7 @@ def torchrun_command(nproc: int, cmd: list[str], alloc: Allocation | None = None
     if alloc is None:
         return [*torchrun, "--standalone", f"--nproc-per-node={nproc}", "--no-python", *cmd]
     agents = alloc.agents()
-    endpoint = f"{alloc.first_host}:{free_port()}"
+    endpoint = f"{rendezvous_host(alloc)}:{free_port()}"
     return [
         *srun_prefix(agents, alloc.nnodes, alloc.cpus_per_agent()),
         *torchrun,
