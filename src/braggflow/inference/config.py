@@ -20,10 +20,10 @@ class InferConfig:
 
     batch_size: int = 8
     num_readers: int = 1
-    num_workers: int | None = None  # None: one per GPU, else one CPU worker
+    num_workers: int | None = None  # None: one per GPU, else one per CPU but one
     num_writers: int = 1
     device: str = "auto"
-    torch_threads: int | None = None  # None: the CPUs of the node divided among the CPU workers
+    torch_threads: int | None = None  # None: 1 per CPU worker (torch's default on GPU)
     queue_batches: int = 4
     prefetch_batches: int = 2
     compile: bool = False

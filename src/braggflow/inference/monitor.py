@@ -28,6 +28,8 @@ class Monitor:
     frames_done: list[int] = field(default_factory=list)
     worker_util: list[list[float]] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)  # driver + every actor, summed
+    cpu_model_s: list[float] = field(default_factory=list)  # CPU seconds of the model workers
+    cpu_io_s: list[float] = field(default_factory=list)  # readers + writers + driver
     last_workers: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_writers: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_readers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -41,6 +43,7 @@ class Monitor:
         writers: Mapping[str, Mapping[str, Any] | None],
         readers: Mapping[str, Mapping[str, Any] | None] | None = None,
         driver_rss_mb: float = 0.0,
+        driver_cpu_s: float = 0.0,
     ) -> None:
         now = time.time()
         self.t.append(now - self.t0)
@@ -62,6 +65,11 @@ class Monitor:
             *self.last_readers.values(),
         ]
         self.rss_mb.append(driver_rss_mb + sum(float(s.get("rss_mb") or 0.0) for s in actors))
+        io = [*self.last_writers.values(), *self.last_readers.values()]
+        self.cpu_model_s.append(
+            sum(float(s.get("cpu_s") or 0.0) for s in self.last_workers.values())
+        )
+        self.cpu_io_s.append(driver_cpu_s + sum(float(s.get("cpu_s") or 0.0) for s in io))
 
     def steady_images_per_s(self, lo: float = 0.1, hi: float = 0.9) -> float:
         """Throughput between the samples where ``lo`` and ``hi`` of the final frame count were done
@@ -122,7 +130,18 @@ class Monitor:
             for name, s in self.last_writers.items()
         }
         readers = {
-            name: {k: s.get(k) for k in ("frames", "batches", "busy_s", "blocked_s", "bad_frames")}
+            name: {
+                k: s.get(k)
+                for k in (
+                    "frames",
+                    "batches",
+                    "busy_s",
+                    "blocked_s",
+                    "bad_frames",
+                    "rss_mb",
+                    "cpu_s",
+                )
+            }
             for name, s in self.last_readers.items()
         }
         utils = [w["utilisation"] for w in workers.values()]
@@ -143,6 +162,8 @@ class Monitor:
                 "images_per_s": [round(float(v), 3) for v in self.throughput()],
                 "worker_utilisation": [[round(u, 3) for u in row] for row in self.worker_util],
                 "rss_mb": [round(v, 1) for v in self.rss_mb],
+                "cpu_model_s": [round(v, 3) for v in self.cpu_model_s],
+                "cpu_io_s": [round(v, 3) for v in self.cpu_io_s],
             },
         }
 

@@ -42,6 +42,8 @@ from braggflow.errors import BraggflowError, InputError
 from braggflow.inference.config import InferConfig
 
 log = logging.getLogger(__name__)
+# Idle consumers wait this long inside one queue call (no CPU) before checking for stop.
+POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,12 @@ def rss_mb() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 1e6
+
+
+def cpu_s() -> float:
+    """CPU seconds (user + system) this process has used."""
+    t = os.times()
+    return t.user + t.system
 
 
 # ----------------------------------------------------------------------------- actors
@@ -124,7 +132,7 @@ class FrameReader:
         return dict(self.stats)
 
     def get_stats(self) -> dict[str, Any]:
-        return {**self.stats, "rss_mb": rss_mb()}
+        return {**self.stats, "rss_mb": rss_mb(), "cpu_s": cpu_s()}
 
 
 class ModelWorker:
@@ -164,6 +172,7 @@ class ModelWorker:
         )
         self.runner.warmup(batch_size)
         self.prefetch = prefetch
+        self.torch_threads = torch_threads
         self.faults = faults
         self.stop_event = threading.Event()
         self.loop = None
@@ -200,14 +209,20 @@ class ModelWorker:
                 os._exit(1)
 
         self.loop = OverlappedLoop(
-            self.runner, get_batch, put_result, self.stop_event, self.prefetch, before_compute
+            self.runner,
+            get_batch,
+            put_result,
+            self.stop_event,
+            self.prefetch,
+            before_compute,
+            torch_threads=self.torch_threads,
         )
         stats = self.loop.run()
         return {**self.info, **stats.snapshot()}
 
     def get_stats(self) -> dict[str, Any]:
         base = self.loop.stats.snapshot() if self.loop is not None else {"in_hand": 0}
-        return {**self.info, **base, "rss_mb": rss_mb()}
+        return {**self.info, **base, "rss_mb": rss_mb(), "cpu_s": cpu_s()}
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -261,7 +276,7 @@ class PeakWriter:
         while True:
             t0 = time.perf_counter()
             try:
-                batch_id, frames, bad, (raw_ref, mask_ref) = q_in.get(block=True, timeout=0.2)
+                batch_id, frames, bad, (raw_ref, mask_ref) = q_in.get(block=True, timeout=POLL_S)
             except Empty:
                 self.stats["wait_s"] += time.perf_counter() - t0
                 if self.stop_event.is_set():
@@ -300,7 +315,12 @@ class PeakWriter:
     def get_stats(self) -> dict[str, Any]:
         """Counters plus the frames received since the last call (each reported once)."""
         with self.lock:
-            out = {**self.stats, "new_frames": self.new_frames, "rss_mb": rss_mb()}
+            out = {
+                **self.stats,
+                "new_frames": self.new_frames,
+                "rss_mb": rss_mb(),
+                "cpu_s": cpu_s(),
+            }
             self.new_frames = []
         return out
 
@@ -357,6 +377,21 @@ class _Poller:
     def revive(self) -> None:
         """Actors marked dead may have been restarted by Ray: ask them again next time."""
         self.dead.clear()
+
+
+def worker_layout(
+    cfg: InferConfig, use_gpu: bool, n_gpus: int, n_cpus: int
+) -> tuple[int, int | None]:
+    """(model workers, torch threads each). GPU: one worker per GPU. CPU: single-threaded workers
+    on all CPUs but one, which is left to readers, writers and Ray: on small CPU counts torch's
+    intra-op threads lose more to synchronisation (and to any other process on the node) than
+    they gain, while independent single-threaded workers scale (benchmarks/infer.py measures both).
+    """
+    if use_gpu:
+        return cfg.num_workers or max(n_gpus, 1), cfg.torch_threads
+    threads = cfg.torch_threads or 1
+    workers = cfg.num_workers or max(1, (n_cpus - 1) // threads)
+    return workers, threads
 
 
 def _actor_options(cfg: InferConfig, **extra: Any) -> dict[str, Any]:
@@ -423,15 +458,19 @@ def run_inference(
     t_ray = time.time()
     n_gpus = int(ray.cluster_resources().get("GPU", 0))
     use_gpu = cfg.device == "cuda" or (cfg.device == "auto" and n_gpus > 0)
-    n_workers = cfg.num_workers or (max(n_gpus, 1) if use_gpu else 1)
-    threads = cfg.torch_threads
-    if threads is None and not use_gpu:
-        threads = max(1, int(ray.cluster_resources().get("CPU", os.cpu_count() or 1)) // n_workers)
+    n_cpus = int(ray.cluster_resources().get("CPU", 1))
+    n_workers, threads = worker_layout(cfg, use_gpu, n_gpus, n_cpus)
     parts_dir = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.parts.", dir=Path(out).parent))
 
     pm_ref = ray.put(pixel_map)
     worker_opts = _actor_options(
-        cfg, max_concurrency=4, **({"num_gpus": 1} if use_gpu else {"num_cpus": 1})
+        cfg,
+        max_concurrency=4,
+        **(
+            {"num_gpus": 1}
+            if use_gpu
+            else {"num_cpus": min(float(threads or 1), n_cpus / n_workers)}
+        ),
     )
     Worker = ray.remote(ModelWorker)
     workers = {
@@ -637,6 +676,7 @@ def _drive(
                     {n: stats.get(n) for n in writers},
                     {n: stats.get(n) for n in readers},
                     driver_rss_mb=rss_mb(),
+                    driver_cpu_s=cpu_s(),
                 )
                 if all(n in poller.dead for n in workers) or all(n in poller.dead for n in writers):
                     _raise_if_gone(ray, workers, writers)
@@ -675,6 +715,7 @@ def _drive(
         {n: stats.get(n) for n in writers},
         {n: stats.get(n) for n in readers},
         driver_rss_mb=rss_mb(),
+        driver_cpu_s=cpu_s(),
     )
     return {
         "monitor": monitor,

@@ -216,8 +216,12 @@ class OverlappedLoop:
         stop: threading.Event,
         prefetch: int = 2,
         before_compute: Callable[[int], None] | None = None,
+        torch_threads: int | None = None,
+        poll_s: float = 1.0,
     ) -> None:
+        self.poll_s = poll_s
         self.runner = runner
+        self.torch_threads = torch_threads
         self.get_batch = get_batch
         self.put_result = put_result
         self.stop = stop
@@ -234,7 +238,7 @@ class OverlappedLoop:
     def _prefetch(self) -> None:
         try:
             while True:
-                item = self.get_batch(0.2)
+                item = self.get_batch(self.poll_s)
                 if item is None:
                     if self.stop.is_set():
                         break
@@ -285,6 +289,8 @@ class OverlappedLoop:
             self.stats.in_hand -= 1
 
     def run(self) -> LoopStats:
+        if self.torch_threads:  # OpenMP's thread count is per calling thread: set it in this one
+            torch.set_num_threads(int(self.torch_threads))
         threads = [
             threading.Thread(target=self._prefetch, name="prefetch", daemon=True),
             threading.Thread(target=self._output, name="output", daemon=True),
