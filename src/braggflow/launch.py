@@ -245,11 +245,18 @@ def ray_worker_command(address: str, num_cpus: int, alloc: Allocation) -> list[s
         nodes = alloc.nnodes - 1
     else:
         placement, nodes = [], 1
-    # Raylets sharing a host need their own agent port: each task picks a free one.
+    # Raylets sharing a host need their own agent port: each task picks a free one. Ray gives a
+    # raylet 30 s to register, which a busy node or a slow shared file system can exceed: retry.
     pick = f"{shlex.quote(sys.executable)} -c 'import braggflow.launch as l; print(l.free_port())'"
-    script = (
-        f"exec {shlex.quote(_ray_exe())} start --block --address={shlex.quote(address)}"
+    start = (
+        f"{shlex.quote(_ray_exe())} start --block --address={shlex.quote(address)}"
         f" --num-cpus={num_cpus} --dashboard-agent-listen-port=$({pick}) --disable-usage-stats"
+    )
+    script = (
+        "trap 'exit 0' TERM INT; "
+        f"for attempt in $(seq 1 {START_ATTEMPTS}); do {start} && exit 0; "
+        'echo "braggflow-launch: Ray worker start failed (attempt $attempt)" >&2; sleep 1; '
+        "done; exit 1"
     )
     return [
         *srun_prefix(workers, nodes, num_cpus),
@@ -258,6 +265,9 @@ def ray_worker_command(address: str, num_cpus: int, alloc: Allocation) -> list[s
         "-c",
         script,
     ]
+
+
+START_ATTEMPTS = 3
 
 
 def _ray_exe() -> str:
@@ -349,13 +359,21 @@ def run_ray(cmd: list[str], alloc: Allocation | None) -> int:
     head = workers = None
     timeout_s = float(os.environ.get("BRAGGFLOW_RAY_TIMEOUT_S", "180"))
     try:
-        log(f"Ray head on {alloc.first_host} ({address}), {num_cpus} CPUs, RAY_TMPDIR={temp_dir}")
-        head = subprocess.Popen(ray_head_command(ip, port, num_cpus), env=env)
         # the head writes its address file once its raylet has registered: start the workers
         # only then, so that the start-ups (CPU-heavy) do not compete
         ready = Path(temp_dir) / "ray" / "ray_current_cluster"
-        if not wait_for(lambda: ready.exists(), timeout_s, head):
-            log(f"the Ray head did not come up within {timeout_s:.0f} s")
+        for attempt in range(1, START_ATTEMPTS + 1):
+            log(
+                f"Ray head on {alloc.first_host} ({address}), {num_cpus} CPUs, RAY_TMPDIR={temp_dir}"
+            )
+            head = subprocess.Popen(ray_head_command(ip, port, num_cpus), env=env)
+            if wait_for(lambda: ready.exists(), timeout_s, head):
+                break
+            _terminate(head)
+            log(f"the Ray head did not come up (attempt {attempt} of {START_ATTEMPTS})")
+            port = free_port()
+            address = f"{ip}:{port}"
+        else:
             return 1
         if alloc.agents() > 1:
             log(f"{alloc.agents() - 1} Ray worker(s) via srun")
