@@ -221,7 +221,13 @@ def test_chunks_merge_to_every_frame_once(tmp_path):
     from braggflow.formats.cxi import read_cxi_peaks
     from braggflow.formats.geometry import read_geom
     from braggflow.formats.pixelmap import PixelMap
-    from braggflow.inference.writer import ChunkWriter, list_parts, merge_parts, write_outputs
+    from braggflow.inference.writer import (
+        ChunkWriter,
+        list_parts,
+        merge_parts,
+        write_masks,
+        write_outputs,
+    )
 
     paths = make_experiment(tmp_path / "exp", n_frames=6)
     pm = PixelMap.from_geometry(read_geom(paths["geometry"]))
@@ -241,13 +247,8 @@ def test_chunks_merge_to_every_frame_once(tmp_path):
     assert merged.duplicates == 2 and merged.missing == [6]
     merged = merge_parts(list_parts(tmp_path / "parts"), 6)
     assert [r.frame for r in merged.results] == list(range(6)) and merged.results[3].bad
-    write_outputs(
-        tmp_path / "peaks.cxi",
-        merged.results,
-        paths["frames"],
-        2048,
-        masks_out=tmp_path / "masks.h5",
-    )
+    write_outputs(tmp_path / "peaks.cxi", merged.results, paths["frames"], 2048)
+    write_masks(tmp_path / "masks.h5", list_parts(tmp_path / "parts"), 6, slabs.shape[1:])
     tables = read_cxi_peaks(tmp_path / "peaks.cxi")
     assert len(tables) == 6 and len(tables[3]) == 0 and len(tables[2]) == 0  # bad and blank frames
     assert all(len(tables[i]) > 0 for i in (0, 1, 4, 5))

@@ -159,7 +159,7 @@ def test_killed_worker_and_writer_restart_and_output_equals_undisturbed(
         np.testing.assert_array_equal(a[key][()], b[key][()])
 
 
-def test_cli_runs_an_exported_peaknet(ray_instance, experiment, tmp_path):
+def test_cli_runs_an_exported_peaknet(ray_instance, experiment, tmp_path, capsys):
     """The real model path: an exported PeakNet (random weights) through ``braggflow infer``."""
     import torch
 
@@ -193,13 +193,19 @@ def test_cli_runs_an_exported_peaknet(ray_instance, experiment, tmp_path):
     assert metrics["input_size"] == 256 and metrics["frames_written"] == N_FRAMES
     assert set(metrics["monitor"]["writers"]) == {"writer0", "writer1"}
     assert (tmp_path / "m.png").is_file()
-    rc = main(
-        [
+    # a missing model and a corrupt one: one line each (the second from inside the worker)
+    (tmp_path / "corrupt.pt").write_bytes(b"not a model")
+    (tmp_path / "corrupt.json").write_text((tmp_path / "tiny.json").read_text())
+    for name, problem in (
+        ("missing.pt", "model file not found"),
+        ("corrupt.pt", "not a braggflow model"),
+    ):
+        argv = [
             "infer",
             "--params",
             params,
             "--model",
-            str(tmp_path / "missing.pt"),
+            str(tmp_path / name),
             "--frames",
             str(experiment["frames"]),
             "--geometry",
@@ -209,5 +215,7 @@ def test_cli_runs_an_exported_peaknet(ray_instance, experiment, tmp_path):
             "--metrics",
             str(tmp_path / "x.json"),
         ]
-    )
-    assert rc == 2 and not (tmp_path / "x.cxi").exists()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert problem in err[-1] and err[-1].startswith("braggflow infer: error:")
+        assert not (tmp_path / "x.cxi").exists()

@@ -493,7 +493,7 @@ def run_inference(
     queues: list[Any] = []
     try:
         if input_size is None:  # a model file without its JSON: ask a loaded worker
-            input_size = ray.get(next(iter(workers.values())).describe.remote())["input_size"]
+            input_size = _started(ray, list(workers.values())[:1])[0]["input_size"]
         q_in = Queue(maxsize=cfg.queue_batches, actor_options={"num_cpus": 0})
         q_out = Queue(maxsize=cfg.queue_batches, actor_options={"num_cpus": 0})
         queues = [q_in, q_out]
@@ -523,7 +523,7 @@ def run_inference(
         actors += list(readers.values()) + list(writers.values())
         loops = [w.run.remote(q_in, q_out) for w in workers.values()]
         loops += [w.run.remote(q_out) for w in writers.values()]
-        ready_info = ray.get([w.describe.remote() for w in workers.values()])
+        ready_info = _started(ray, list(workers.values()))
         t_ready = time.time()
         result = _drive(ray, cfg, n_frames, q_in, q_out, readers, workers, writers, parts_dir)
         for actor in list(workers.values()) + list(writers.values()):
@@ -532,6 +532,7 @@ def run_inference(
         t_done = time.time()
 
         from braggflow.inference.writer import list_parts, merge_parts, write_outputs
+        from braggflow.inference.writer import write_masks as write_masks_file
 
         merged = merge_parts(list_parts(parts_dir), n_frames)
         if merged.missing:
@@ -562,16 +563,22 @@ def run_inference(
             }
         )
         inputs = [p for p in (model, frames, geometry) if isinstance(p, str | Path)]
+        provenance_cfg = (
+            config_for_provenance if config_for_provenance is not None else cfg.to_dict()
+        )
         write_outputs(
             out,
-            [r for r in merged.results],
+            merged.results,
             frames,
             cfg.peaks.max_peaks,
-            config=config_for_provenance if config_for_provenance is not None else cfg.to_dict(),
+            config=provenance_cfg,
             inputs=inputs,
             attrs={"method": metrics["model"], "n_bad_frames": metrics["bad_frames"]},
-            masks_out=masks_out if write_masks else None,
         )
+        if write_masks:
+            write_masks_file(
+                masks_out, list_parts(parts_dir), n_frames, geom.slab_shape, provenance_cfg, inputs
+            )
         if truth is not None:
             from braggflow.inference.scoring import footprint_results, score_against_truth
 
@@ -725,6 +732,16 @@ def _drive(
         "t_first": t_first,
         "t_last": time.time(),
     }
+
+
+def _started(ray: Any, workers: list[Any]) -> list[dict[str, Any]]:
+    """Wait for model workers to load; a worker that cannot (bad model file...) is one line."""
+    try:
+        return ray.get([w.describe.remote() for w in workers])
+    except ray.exceptions.RayError as exc:  # the worker's own exception, or its death
+        lines = [ln.strip() for ln in str(exc).splitlines() if "Error" in ln and ":" in ln]
+        cause = lines[-1].split("Error: ", 1)[-1] if lines else str(exc)
+        raise BraggflowError(f"a model worker could not start: {cause}") from None
 
 
 def _raise_if_gone(ray: Any, workers: Mapping[str, Any], writers: Mapping[str, Any]) -> None:

@@ -171,7 +171,8 @@ class ModelRunner:
             return result.host.numpy(), 0.0
         result.ready.synchronize()
         gpu_s = result.t_start.elapsed_time(result.t_end) / 1000.0
-        return result.host.numpy().copy(), gpu_s
+        # a view of the pinned buffer: valid while ``result`` lives (the caller hands it on first)
+        return result.host.numpy(), gpu_s
 
     def warmup(self, batch: int) -> None:
         x = np.zeros((batch, 1, self.input_size, self.input_size), np.float32)

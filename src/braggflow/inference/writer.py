@@ -68,22 +68,17 @@ class ChunkWriter:
         """Measure the peaks of one batch (masks in the assembled layout); flush full chunks."""
         results = []
         for k, frame in enumerate(frames):
-            slab_mask = (
-                self.pixel_map.to_slab(masks[k])
-                if not bad[k]
-                else np.zeros(self.layout.shape, np.uint8)
-            )
+            slab_mask = np.zeros(self.layout.shape, np.uint8)
             if bad[k]:
                 table, panel = PeakTable(), np.zeros(0, np.int32)
-            else:
+            else:  # sparse PixelMap.to_slab: only the segmented pixels move
+                index = self._to_slab[np.flatnonzero(masks[k])]
+                slab_mask.ravel()[index[index >= 0]] = 1
                 table, panel = peaks_from_mask(
-                    slabs[k], slab_mask > 0, self.layout, self.bad_pixels, self.params
+                    slabs[k], slab_mask.view(bool), self.layout, self.bad_pixels, self.params
                 )
-            results.append(
-                FramePeaks(
-                    int(frame), table, panel, bool(bad[k]), slab_mask if self.keep_masks else None
-                )
-            )
+            mask = slab_mask if self.keep_masks else None
+            results.append(FramePeaks(int(frame), table, panel, bool(bad[k]), mask))
         with self._lock:
             self._pending.extend(results)
             if len(self._pending) >= self.chunk_frames:
@@ -144,7 +139,7 @@ def write_part(path: Path, results: list[FramePeaks]) -> None:
             )
 
 
-def read_part(path: str | Path) -> list[FramePeaks]:
+def read_part(path: str | Path, masks: bool = False) -> list[FramePeaks]:
     import h5py
 
     with h5py.File(path, "r") as h5:
@@ -153,7 +148,7 @@ def read_part(path: str | Path) -> list[FramePeaks]:
         bad = h5["bad"][()].astype(bool)
         cols = {name: h5[f"peaks/{name}"][()] for name in _COLUMNS}
         panel = h5["peaks/panel"][()]
-        masks = h5["masks"][()] if "masks" in h5 else None
+        masks = h5["masks"][()] if masks and "masks" in h5 else None
     starts = np.concatenate([[0], np.cumsum(counts)])
     out = []
     for k, frame in enumerate(frames):
@@ -211,37 +206,55 @@ def write_outputs(
     config: Mapping[str, Any] | None = None,
     inputs: Iterable[str | Path] = (),
     attrs: Mapping[str, Any] | None = None,
-    masks_out: str | Path | None = None,
 ) -> None:
-    """The CXI peak list (one row per frame, in order) and, if asked, the slab masks file."""
+    """The CXI peak list: one row per frame, in frame order (``results`` from :func:`merge_parts`)."""
     from braggflow.formats.cxi import write_cxi_peaks
 
-    frames_link = frames_path if frames_path is not None and Path(frames_path).is_file() else None
+    link = frames_path if frames_path is not None and Path(frames_path).is_file() else None
+    tables = [r.table for r in results]
     write_cxi_peaks(
         out,
-        [r.table for r in results],
-        frames_path=frames_link,
+        tables,
+        frames_path=link,
         max_peaks=max_peaks,
         config=config,
         inputs=inputs,
         attrs=attrs,
     )
-    if masks_out is not None:
-        import h5py
 
-        from braggflow.atomic import atomic_path
-        from braggflow.provenance import stamp_h5
 
-        masks = [r.mask for r in results]
-        if any(m is None for m in masks):
-            raise ValueError("masks were not kept by the writers (infer.write_masks)")
-        with atomic_path(masks_out) as tmp, h5py.File(tmp, "w") as h5:
-            h5.create_dataset(
-                MASKS_PATH,
-                data=np.stack(masks),
-                compression="gzip",
-                compression_opts=1,
-                chunks=(1, *masks[0].shape),
-            )
-            h5[MASKS_PATH].attrs["layout"] = "raw slab (n_frames, ss, fs), 1 = Bragg peak"
-            stamp_h5(h5, config, inputs)
+def write_masks(
+    path: str | Path,
+    parts: Iterable[str | Path],
+    n_frames: int,
+    slab_shape: tuple[int, int],
+    config: Mapping[str, Any] | None = None,
+    inputs: Iterable[str | Path] = (),
+) -> None:
+    """Masks (n_frames, ss, fs) uint8, raw slab layout, streamed part by part (first copy wins)."""
+    import h5py
+
+    from braggflow.atomic import atomic_path
+    from braggflow.provenance import stamp_h5
+
+    done = np.zeros(n_frames, bool)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        dset = h5.create_dataset(
+            MASKS_PATH,
+            shape=(n_frames, *slab_shape),
+            dtype=np.uint8,
+            chunks=(1, *slab_shape),
+            compression="gzip",
+            compression_opts=1,
+        )
+        dset.attrs["layout"] = "raw slab (n_frames, ss, fs), 1 = Bragg peak"
+        for part in sorted(parts, key=str):
+            for r in read_part(part, masks=True):
+                if r.mask is None:
+                    raise ValueError(f"{part}: no masks (the writers did not keep them)")
+                if not done[r.frame]:
+                    dset[r.frame] = r.mask
+                    done[r.frame] = True
+        if not done.all():
+            raise ValueError(f"masks missing for frames {np.flatnonzero(~done)[:5].tolist()}")
+        stamp_h5(h5, config, inputs)
