@@ -12,7 +12,18 @@ LOGS = f"logs/{config['experiment']}"
 SIMULATED = config["source"]["kind"] == "simulate"
 
 # Stages whose commands exist; rule all asks for their outputs (later issues append).
-IMPLEMENTED = {"simulate", "find_peaks", "index", "peakdiff", "fit_labels", "train", "distill", "infer", "evaluate", "report"}
+IMPLEMENTED = {
+    "simulate",
+    "find_peaks",
+    "index",
+    "peakdiff",
+    "fit_labels",
+    "train",
+    "distill",
+    "infer",
+    "evaluate",
+    "report",
+}
 
 
 def all_runs():

@@ -7,11 +7,11 @@ rule simulate_detector:
         cell=f"{R}/data/crystal.cell",
     log:
         f"{LOGS}/simulate/detector.log",
+    conda:
+        "../../envs/braggflow.yaml"
     params:
         cfg=section("simulate"),
         seed=config["seed"],
-    conda:
-        "../../envs/braggflow.yaml"
     shell:
         "braggflow simulate --params {params.cfg:q} --seed {params.seed}"
         " --geometry {output.geometry} --cell {output.cell} 2> {log}"
@@ -26,11 +26,11 @@ rule simulate_run:
         truth=f"{R}/data/{{run}}.truth.h5",
     log:
         f"{LOGS}/simulate/{{run}}.log",
+    conda:
+        "../../envs/braggflow.yaml"
     params:
         cfg=section("simulate"),
         seed=config["seed"],
-    conda:
-        "../../envs/braggflow.yaml"
     shell:
         "braggflow simulate --params {params.cfg:q} --seed {params.seed} --run {wildcards.run}"
         " --geometry {input.geometry} --cell {input.cell}"
