@@ -57,6 +57,15 @@ def student_names():
     return [s["name"] for s in config["distill"].get("students", [])]
 
 
+def distill_section(wildcards):
+    """The distill section with only this student: editing one student reruns only that one."""
+    cfg = dict(config["distill"], students=[])
+    cfg["students"] = [
+        s for s in config["distill"]["students"] if s["name"] == wildcards.student
+    ]
+    return json.dumps(cfg, sort_keys=True)
+
+
 def alternation(names):
     """A wildcard regex matching exactly these names (never matching when empty)."""
     return "|".join(names) if names else "(?!x)x"

@@ -1,15 +1,6 @@
 # Stages 6-7: cache teacher logits, distil students (section 2.2.3.1).
 
 
-def distill_section(wildcards):
-    """The distill section with only this student: editing one student reruns only that one."""
-    cfg = dict(config["distill"], students=[])
-    cfg["students"] = [
-        s for s in config["distill"]["students"] if s["name"] == wildcards.student
-    ]
-    return json.dumps(cfg, sort_keys=True)
-
-
 rule cache_teacher:
     input:
         model=f"{R}/models/teacher.pt",
