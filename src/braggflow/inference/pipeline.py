@@ -463,40 +463,43 @@ def run_inference(
     parts_dir = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.parts.", dir=Path(out).parent))
 
     pm_ref = ray.put(pixel_map)
-    worker_opts = _actor_options(
-        cfg,
-        max_concurrency=4,
-        **(
-            {"num_gpus": 1}
-            if use_gpu
-            else {"num_cpus": min(float(threads or 1), n_cpus / n_workers)}
-        ),
-    )
-    Worker = ray.remote(ModelWorker)
-    workers = {
-        f"worker{i}": Worker.options(**worker_opts).remote(
-            model,
-            cfg.device,
-            threads,
-            pixel_map.shape,
-            pixel_map.valid,
-            input_size,
-            cfg.precision,
-            cfg.compile,
-            cfg.batch_size,
-            cfg.prefetch_batches,
-            faults,
-        )
-        for i in range(n_workers)
-    }
-    actors: list[Any] = list(workers.values())
+    actors: list[Any] = []
     queues: list[Any] = []
     try:
-        if input_size is None:  # a model file without its JSON: ask a loaded worker
-            input_size = _started(ray, list(workers.values())[:1])[0]["input_size"]
+        # queues first, then the slow model workers, then readers and writers: their processes
+        # start in parallel, and the readers fill the first queue while the models load
         q_in = Queue(maxsize=cfg.queue_batches, actor_options={"num_cpus": 0})
         q_out = Queue(maxsize=cfg.queue_batches, actor_options={"num_cpus": 0})
         queues = [q_in, q_out]
+        worker_opts = _actor_options(
+            cfg,
+            max_concurrency=4,
+            **(
+                {"num_gpus": 1}
+                if use_gpu
+                else {"num_cpus": min(float(threads or 1), n_cpus / n_workers)}
+            ),
+        )
+        Worker = ray.remote(ModelWorker)
+        workers = {
+            f"worker{i}": Worker.options(**worker_opts).remote(
+                model,
+                cfg.device,
+                threads,
+                pixel_map.shape,
+                pixel_map.valid,
+                input_size,
+                cfg.precision,
+                cfg.compile,
+                cfg.batch_size,
+                cfg.prefetch_batches,
+                faults,
+            )
+            for i in range(n_workers)
+        }
+        actors += list(workers.values())
+        if input_size is None:  # a model file without its JSON: ask a loaded worker
+            input_size = _started(ray, list(workers.values())[:1])[0]["input_size"]
         Reader = ray.remote(FrameReader)
         readers = {
             f"reader{i}": Reader.options(**_actor_options(cfg, num_cpus=0)).remote(
@@ -521,11 +524,16 @@ def run_inference(
             for i in range(cfg.num_writers)
         }
         actors += list(readers.values()) + list(writers.values())
+        first_refs = start_readers(
+            list(readers.values()), q_in, plan_batches(n_frames, cfg.batch_size)
+        )
         loops = [w.run.remote(q_in, q_out) for w in workers.values()]
         loops += [w.run.remote(q_out) for w in writers.values()]
         ready_info = _started(ray, list(workers.values()))
         t_ready = time.time()
-        result = _drive(ray, cfg, n_frames, q_in, q_out, readers, workers, writers, parts_dir)
+        result = _drive(
+            ray, cfg, n_frames, q_in, q_out, readers, workers, writers, parts_dir, first_refs
+        )
         for actor in list(workers.values()) + list(writers.values()):
             actor.stop.remote()
         final_stats = _gather(ray, loops, timeout=30.0)
@@ -607,6 +615,11 @@ def run_inference(
             ray.shutdown()
 
 
+def start_readers(readers: list[Any], q_in: Any, batches: list[tuple[int, list[int]]]) -> list[Any]:
+    """Deal the batches round-robin to the readers and start them; -> their run refs."""
+    return [r.run.remote(q_in, batches[i :: len(readers)]) for i, r in enumerate(readers)]
+
+
 def _drive(
     ray: Any,
     cfg: InferConfig,
@@ -617,6 +630,7 @@ def _drive(
     workers: Mapping[str, Any],
     writers: Mapping[str, Any],
     parts_dir: Path,
+    first_reader_refs: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Passes until every frame is in a part file; samples the monitor meanwhile."""
     from tqdm import tqdm
@@ -659,10 +673,10 @@ def _drive(
                     "pass %d: redoing %d frames lost by a failed actor", passes, len(expected)
                 )
                 poller.revive()
-            reader_list = list(readers.values())
-            reader_refs = [
-                r.run.remote(q_in, todo[i :: len(reader_list)]) for i, r in enumerate(reader_list)
-            ]
+            if passes == 1 and first_reader_refs:
+                reader_refs = list(first_reader_refs)  # started while the workers loaded
+            else:
+                reader_refs = start_readers(list(readers.values()), q_in, todo)
             received: set[int] = set()
             quiet = 0
             while True:
