@@ -255,3 +255,12 @@ def test_chunks_merge_to_every_frame_once(tmp_path):
     with h5py.File(tmp_path / "masks.h5") as h5:
         stored = h5["entry_1/result_1/segmentation"][()]
     assert stored.shape == slabs.shape and stored[0].sum() == (slabs[0] > 40).sum()
+
+
+def test_masks_travel_bit_packed():
+    from braggflow.inference.pipeline import pack_masks, unpack_masks
+
+    masks = (np.random.default_rng(0).random((3, 17, 13)) > 0.9).astype(np.uint8)
+    bits, shape = pack_masks(masks)
+    assert bits.nbytes <= masks.nbytes / 8 + 3
+    np.testing.assert_array_equal(unpack_masks((bits, shape)), masks)

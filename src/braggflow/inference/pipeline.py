@@ -89,6 +89,16 @@ def cpu_s() -> float:
     return t.user + t.system
 
 
+def pack_masks(masks: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(B, H, W) 0/1 uint8 -> bits (B, ceil(H*W/8)) and the shape."""
+    return np.packbits(masks.reshape(masks.shape[0], -1), axis=1), tuple(masks.shape)
+
+
+def unpack_masks(packed: tuple[np.ndarray, tuple[int, ...]]) -> np.ndarray:
+    bits, shape = packed
+    return np.unpackbits(bits, axis=1, count=shape[1] * shape[2]).reshape(shape)
+
+
 # ----------------------------------------------------------------------------- actors
 class FrameReader:
     """Reads, assembles and preprocesses batches into the frames queue (blocking put)."""
@@ -120,10 +130,10 @@ class FrameReader:
             t0 = time.perf_counter()
             slabs, bad = read_batch(self.source, frames, self.geometry.slab_shape)
             x = self.prepare(slabs)
-            refs = [ray.put(x), ray.put(slabs)]
+            ref = ray.put((x, slabs))  # one object: the model's input and the raw frames
             del x, slabs
             t1 = time.perf_counter()
-            q_out.put((batch_id, frames, bad, refs))
+            q_out.put((batch_id, frames, bad, [ref]))
             self.stats["busy_s"] += t1 - t0
             self.stats["blocked_s"] += time.perf_counter() - t1
             self.stats["frames"] += len(frames)
@@ -194,14 +204,15 @@ class ModelWorker:
 
         def get_batch(timeout: float):
             try:
-                batch_id, frames, bad, (x_ref, raw_ref) = q_in.get(block=True, timeout=timeout)
+                batch_id, frames, bad, (ref,) = q_in.get(block=True, timeout=timeout)
             except Empty:
                 return None
-            return (batch_id, frames, bad, raw_ref), ray.get(x_ref)
+            return (batch_id, frames, bad, ref), ray.get(ref)[0]  # zero-copy view
 
         def put_result(meta: tuple, masks: np.ndarray) -> None:
-            batch_id, frames, bad, raw_ref = meta
-            q_out.put((batch_id, frames, bad, [raw_ref, ray.put(masks)]))
+            # bit-packed masks travel inside the queue message (1/8 of the bytes, no object)
+            batch_id, frames, bad, ref = meta
+            q_out.put((batch_id, frames, bad, [ref], pack_masks(masks)))
 
         def before_compute(k: int) -> None:
             f = self.faults
@@ -276,7 +287,7 @@ class PeakWriter:
         while True:
             t0 = time.perf_counter()
             try:
-                batch_id, frames, bad, (raw_ref, mask_ref) = q_in.get(block=True, timeout=POLL_S)
+                batch_id, frames, bad, (ref,), packed = q_in.get(block=True, timeout=POLL_S)
             except Empty:
                 self.stats["wait_s"] += time.perf_counter() - t0
                 if self.stop_event.is_set():
@@ -285,7 +296,8 @@ class PeakWriter:
             t1 = time.perf_counter()
             with self.lock:
                 self.stats["in_hand"] = 1
-            slabs, masks = ray.get([raw_ref, mask_ref])
+            slabs = ray.get(ref)[1]
+            masks = unpack_masks(packed)
             f = self.faults
             if (
                 f
@@ -294,7 +306,7 @@ class PeakWriter:
             ):
                 os._exit(1)
             self.writer.add_batch(frames, bad, slabs, masks)
-            del slabs, masks, raw_ref, mask_ref
+            del slabs, masks, ref
             with self.lock:
                 self.new_frames.extend(int(i) for i in frames)
                 self.stats["in_hand"] = 0
