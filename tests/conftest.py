@@ -6,6 +6,12 @@ from pathlib import Path
 
 import pytest
 
+# cctbx bundles its own libstdc++: it must be loaded before torch or scipy.special in a process
+# (HPC-NOTES.md), and tests run the index command in-process after others imported torch.
+from braggflow.indexing.dps import import_cctbx
+
+import_cctbx()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 
