@@ -1,6 +1,11 @@
 # Stage 10: provenance items and figures for the Snakemake report (`snakemake --report`).
 
 
+localrules:
+    report_config,
+    report_versions,
+
+
 rule report_config:
     output:
         config=report(
