@@ -181,6 +181,8 @@ def train(
         for old in stale:  # another run's (arch/config/task/data changed): never resumed
             log.warning("removing checkpoint %s of a different run", old)
             shutil.rmtree(old, ignore_errors=True)
+        for partial in Path(paths.checkpoint_dir).glob(".tmp-step_*"):  # a save cut short by a kill
+            shutil.rmtree(partial, ignore_errors=True)
     barrier()
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer, env)
