@@ -18,7 +18,14 @@ from braggflow.training.synthetic import write_synthetic_trainset
 pytestmark = pytest.mark.slow
 
 STEPS = 10
-TRAIN = {"steps": STEPS, "warmup_steps": 2, "lr": 3e-3, "checkpoint_every": 100, "num_threads": 1}
+TRAIN = {
+    "steps": STEPS,
+    "warmup_steps": 2,
+    "lr": 3e-3,
+    "checkpoint_every": 100,
+    "num_threads": 1,
+    "augment": True,
+}
 MODEL = {"preset": "tiny-test"}
 
 
