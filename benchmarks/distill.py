@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--teacher", help="an exported teacher (default: random demo-teacher)")
     parser.add_argument("--trainset", help="a training set (default: synthetic, demo-sized)")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per run (+1 warm-up)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -114,6 +115,7 @@ def main() -> None:
         warmup_steps=0,
         checkpoint_every=10_000,
         reshard_after_forward=False,
+        num_threads=args.threads,
     )
     data = TrainSet(trainset, size, 0, extra_fields={"teacher_logits": cache.read})
     figures: dict[str, float] = {
@@ -122,6 +124,7 @@ def main() -> None:
         "input_size": size,
         "batch_size": cfg.batch_size,
         "timed_steps": steps,
+        "threads": torch.get_num_threads() if args.threads == 0 else args.threads,
     }
     for i, entry in enumerate(students):
         arch = student_arch(entry, size)
