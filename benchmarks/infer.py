@@ -60,25 +60,37 @@ class SegmentingPeakNet(torch.nn.Module):
         return torch.stack([0.0 * logits[:, 0], peak], 1)
 
 
-def bare_worker(model_path: str, threads: int, batch: int, start: float, seconds: float) -> None:
-    """One bare-forward process: prints its images/s (see :func:`bare_forward`)."""
+def bare_worker(model_path: str, threads: int, batch: int, seconds: float) -> None:
+    """One bare-forward process: loads and warms up, says ``ready``, then for every ``go`` on
+    stdin runs ``model(x)`` for ``seconds`` and prints its images/s (see :class:`BareForward`).
+    Like a pipeline worker, it computes in a non-main thread that sets its own torch threads."""
+    import threading
+
     from braggflow.model import load_exported
 
-    torch.set_num_threads(threads)
     net, arch = load_exported(model_path, "cpu")
     model = SegmentingPeakNet(net)
     size = arch["input_size"]
     x = torch.randn(batch, 1, size, size)
-    with torch.inference_mode():
-        model(x)
-        model(x)
-        while time.time() < start:
-            time.sleep(0.005)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            model(x)
-            n += 1
-        print(n * batch / (time.perf_counter() - t0))
+
+    def loop() -> None:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            for _ in range(3):
+                model(x)
+            print("ready", flush=True)
+            for line in sys.stdin:
+                if line.strip() != "go":
+                    break
+                n, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds:
+                    model(x)
+                    n += 1
+                print(n * batch / (time.perf_counter() - t0), flush=True)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    thread.join()
 
 
 def parse_args() -> argparse.Namespace:
@@ -87,7 +99,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--preset", default="demo-student", help="model preset (braggflow.model)")
     parser.add_argument("--frames", type=int, default=None, help="frames per long run")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--bare", nargs=5, help=argparse.SUPPRESS)  # internal: one bare process
+    parser.add_argument("--bare", nargs=4, help=argparse.SUPPRESS)  # internal: one bare process
     parser.add_argument(
         "--out", required="--bare" not in sys.argv, help="JSON file to write the figures to"
     )
@@ -123,21 +135,39 @@ def make_inputs(folder: Path, n_frames: int, preset: str) -> dict[str, Path]:
     }
 
 
-def bare_forward(model: Path, procs: int, threads: int, batch: int, seconds: float) -> float:
-    """Images/s of ``procs`` processes each running ``model(x)`` with ``threads`` torch threads."""
-    start = time.time() + 25.0  # every process loaded and warm before the clock starts
-    cmd = [
-        sys.executable,
-        __file__,
-        "--bare",
-        str(model),
-        str(threads),
-        str(batch),
-        str(start),
-        str(seconds),
-    ]
-    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(procs)]
-    return float(sum(float(p.communicate()[0]) for p in runs))
+class BareForward:
+    """``procs`` processes each running ``model(x)`` with ``threads`` torch threads; they stay
+    loaded (idle) between measurements, so one set measures before and after a pipeline run."""
+
+    def __init__(self, model: Path, procs: int, threads: int, batch: int, seconds: float) -> None:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--bare",
+            str(model),
+            str(threads),
+            str(batch),
+            str(seconds),
+        ]
+        self.procs = [
+            subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for _ in range(procs)
+        ]
+        for p in self.procs:
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError("a bare-forward process failed to start")
+
+    def measure(self) -> float:
+        """Images/s summed over the processes, all started together."""
+        for p in self.procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        return float(sum(float(p.stdout.readline()) for p in self.procs))
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.stdin.close()
+            p.wait(timeout=60)
 
 
 def layout_figures(
@@ -166,8 +196,8 @@ def layout_figures(
 def main() -> int:
     args = parse_args()
     if args.bare:
-        path, threads, batch, start, seconds = args.bare
-        bare_worker(path, int(threads), int(batch), float(start), float(seconds))
+        path, threads, batch, seconds = args.bare
+        bare_worker(path, int(threads), int(batch), float(seconds))
         return 0
     n_frames = args.frames or (96 if args.quick else 480)
     bare_s = 4.0 if args.quick else 10.0
@@ -211,7 +241,8 @@ def main() -> int:
         for prefix, extra in layouts:
             workers = extra.get("num_workers", default_workers)
             threads = extra.get("torch_threads", default_threads)
-            bare = [bare_forward(inputs["model"], workers, threads, args.batch_size, bare_s)]
+            bare_procs = BareForward(inputs["model"], workers, threads, args.batch_size, bare_s)
+            bare = [bare_procs.measure()]
             metrics = run_inference(
                 segmenter,
                 inputs["long"],
@@ -220,7 +251,8 @@ def main() -> int:
                 {**base, **extra},
                 input_size=int(demo["input_size"]),
             )
-            bare.append(bare_forward(inputs["model"], workers, threads, args.batch_size, bare_s))
+            bare.append(bare_procs.measure())
+            bare_procs.close()
             figures.update(layout_figures(prefix, bare, metrics, n_frames))
             print(
                 f"{workers} worker(s) x {threads} thread(s): pipeline "

@@ -28,6 +28,7 @@ class Monitor:
     frames_done: list[int] = field(default_factory=list)
     worker_util: list[list[float]] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)  # driver + every actor, summed
+    rss_by_process: dict[str, list[float]] = field(default_factory=dict)
     cpu_model_s: list[float] = field(default_factory=list)  # CPU seconds of the model workers
     cpu_io_s: list[float] = field(default_factory=list)  # readers + writers + driver
     last_workers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -65,6 +66,12 @@ class Monitor:
             *self.last_readers.values(),
         ]
         self.rss_mb.append(driver_rss_mb + sum(float(s.get("rss_mb") or 0.0) for s in actors))
+        named = {"driver": driver_rss_mb}
+        for store in (self.last_workers, self.last_writers, self.last_readers):
+            named.update({n: float(s.get("rss_mb") or 0.0) for n, s in store.items()})
+        for name, value in named.items():
+            series = self.rss_by_process.setdefault(name, [0.0] * (len(self.rss_mb) - 1))
+            series.append(round(value, 1))
         io = [*self.last_writers.values(), *self.last_readers.values()]
         self.cpu_model_s.append(
             sum(float(s.get("cpu_s") or 0.0) for s in self.last_workers.values())
@@ -162,6 +169,7 @@ class Monitor:
                 "images_per_s": [round(float(v), 3) for v in self.throughput()],
                 "worker_utilisation": [[round(u, 3) for u in row] for row in self.worker_util],
                 "rss_mb": [round(v, 1) for v in self.rss_mb],
+                "rss_mb_by_process": self.rss_by_process,
                 "cpu_model_s": [round(v, 3) for v in self.cpu_model_s],
                 "cpu_io_s": [round(v, 3) for v in self.cpu_io_s],
             },

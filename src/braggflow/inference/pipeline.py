@@ -55,6 +55,20 @@ class Faults:
     writer_crash_at_batch: int | None = None
 
 
+def crash_once(flag_dir: str | None, name: str) -> bool:
+    """True exactly once per ``flag_dir``/``name`` across processes and restarts (fault injection)."""
+    if not flag_dir:
+        return False
+    try:
+        fd = os.open(
+            os.path.join(flag_dir, f"crashed-{name}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY
+        )
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
 # ----------------------------------------------------------------------------- Ray set-up
 def ensure_ray(num_cpus: int | None = None) -> bool:
     """Connect to Ray: reuse an initialised one, join ``RAY_ADDRESS`` (set by ``braggflow-launch``
@@ -200,7 +214,7 @@ class ModelWorker:
         import ray
         from ray.util.queue import Empty
 
-        from braggflow.inference.worker import OverlappedLoop, crash_once
+        from braggflow.inference.worker import OverlappedLoop
 
         def get_batch(timeout: float):
             try:
@@ -281,8 +295,6 @@ class PeakWriter:
     def run(self, q_in: Any) -> dict[str, Any]:
         import ray
         from ray.util.queue import Empty
-
-        from braggflow.inference.worker import crash_once
 
         while True:
             t0 = time.perf_counter()
@@ -514,9 +526,9 @@ def run_inference(
             input_size = _started(ray, list(workers.values())[:1])[0]["input_size"]
         Reader = ray.remote(FrameReader)
         readers = {
-            f"reader{i}": Reader.options(**_actor_options(cfg, num_cpus=0)).remote(
-                str(frames), str(geometry), pm_ref, input_size
-            )
+            f"reader{i}": Reader.options(
+                **_actor_options(cfg, num_cpus=0, max_concurrency=2)
+            ).remote(str(frames), str(geometry), pm_ref, input_size)
             for i in range(cfg.num_readers)
         }
         Writer = ray.remote(PeakWriter)

@@ -18,7 +18,6 @@ torch; the pipeline imports it only inside the worker processes.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -333,17 +332,3 @@ class OverlappedLoop:
             for t in threads:
                 t.join()
         return self.stats
-
-
-def crash_once(flag_dir: str | None, name: str) -> bool:
-    """True exactly once per ``flag_dir``/``name`` across processes and restarts (fault injection)."""
-    if not flag_dir:
-        return False
-    try:
-        fd = os.open(
-            os.path.join(flag_dir, f"crashed-{name}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY
-        )
-    except FileExistsError:
-        return False
-    os.close(fd)
-    return True
