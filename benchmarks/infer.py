@@ -205,6 +205,7 @@ def main() -> int:
     from braggflow.inference.pipeline import ensure_ray, run_inference, worker_layout
 
     figures: dict[str, float] = {}
+    load_at_start = list(os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="bench-infer-") as tmp:
         tmp_path = Path(tmp)
         inputs = make_inputs(tmp_path, n_frames, args.preset)
@@ -266,6 +267,11 @@ def main() -> int:
                 figures["peak_rss_mb"] = float(metrics["peak_rss_mb"])
                 figures["rss_start_mb"] = float(rss[i0])
                 figures["rss_end_mb"] = float(rss[-1])
+        if "w2_bare_forward_images_per_s" in figures:
+            # ~2 on an idle 2-core machine; ~1 when other work leaves us one core's worth
+            figures["bare_scaling_2_processes"] = (
+                figures["w2_bare_forward_images_per_s"] / figures["bare_forward_images_per_s"]
+            )
         figures.update(
             {
                 "frames_long_run": float(n_frames),
@@ -279,6 +285,7 @@ def main() -> int:
             figures,
             model=args.preset,
             device="cpu (no GPU in this run: no GPU figures)",
+            load_average_at_start=load_at_start,
             load_average_at_end=list(os.getloadavg()),
         )
     print(json.dumps(result["figures"], indent=2))
