@@ -264,3 +264,21 @@ def test_masks_travel_bit_packed():
     bits, shape = pack_masks(masks)
     assert bits.nbytes <= masks.nbytes / 8 + 3
     np.testing.assert_array_equal(unpack_masks((bits, shape)), masks)
+
+
+def test_worker_layout_and_psana_without_psana():
+    from braggflow.errors import InputError
+    from braggflow.inference.pipeline import worker_layout
+    from braggflow.inference.source import open_source
+
+    cfg = InferConfig()
+    assert worker_layout(cfg, False, 0, 2) == (1, 1)  # one core left to readers and writers
+    assert worker_layout(cfg, False, 0, 16) == (15, 1)
+    assert worker_layout(InferConfig(torch_threads=4), False, 0, 16) == (3, 4)
+    assert worker_layout(cfg, True, 4, 64) == (4, None)  # one per GPU
+    assert worker_layout(InferConfig(num_workers=2), True, 4, 64) == (2, None)
+    try:
+        import psana  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match="psana is not importable"):
+            open_source("psana:exp=cxi12345:run=7", make_geometry())
