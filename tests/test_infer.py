@@ -282,3 +282,21 @@ def test_worker_layout_and_psana_without_psana():
     except ImportError:
         with pytest.raises(InputError, match="psana is not importable"):
             open_source("psana:exp=cxi12345:run=7", make_geometry())
+
+
+def test_preparer_equals_pixel_map_assembly_and_model_preprocessing(tmp_path):
+    from braggflow.formats.frames import FrameSource
+    from braggflow.formats.pixelmap import PixelMap
+    from braggflow.inference.source import Preparer, read_batch
+    from braggflow.model.preprocess import preprocess
+
+    paths = make_experiment(tmp_path, n_frames=3, nan_frames=(1,))
+    geom = make_geometry()
+    pm = PixelMap.from_geometry(geom)
+    with FrameSource(paths["frames"], geom) as src:
+        slabs, bad = read_batch(src, [0, 1, 2], geom.slab_shape)
+    assert bad.tolist() == [False, True, False] and not slabs[1].any()
+    x = Preparer(pm, 256)(slabs)
+    want, _ = preprocess(pm.assemble(slabs), pm.valid, 256)
+    assert x.shape == (3, 1, 256, 256) and x.flags.c_contiguous
+    np.testing.assert_array_equal(x[:, 0], want)
