@@ -18,11 +18,13 @@
 # Partitions: `cpu` (default) and `gpu`, both on the one node.
 set -euo pipefail
 
-DIR=${BRAGGFLOW_SLURM_DIR:-/var/tmp/braggflow-slurm}
-ETC=${BRAGGFLOW_SLURM_ETC:-/etc/slurm}
+# BRAGGFLOW_TESTCLUSTER_* size the test node; they are not the profile's BRAGGFLOW_SLURM_*
+# settings (those size jobs: a node sized by them could never run a 2-task allocation).
+DIR=${BRAGGFLOW_TESTCLUSTER_DIR:-/var/tmp/braggflow-slurm}
+ETC=${BRAGGFLOW_TESTCLUSTER_ETC:-/etc/slurm}
 NODE=$(hostname -s)
-CPUS=${BRAGGFLOW_SLURM_CPUS:-$(nproc)}
-MEM_MB=${BRAGGFLOW_SLURM_MEM_MB:-$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.85}' /proc/meminfo)}
+CPUS=${BRAGGFLOW_TESTCLUSTER_CPUS:-$(nproc)}
+MEM_MB=${BRAGGFLOW_TESTCLUSTER_MEM_MB:-$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.85}' /proc/meminfo)}
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
 
@@ -93,7 +95,10 @@ NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM_MB} Gres=gpu:1
 PartitionName=cpu Nodes=${NODE} Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=${NODE} MaxTime=INFINITE State=UP
 EOF
-  $SUDO install -m 644 "$tmp" "$DIR/slurm.conf"
+  if ! cmp -s "$tmp" "$DIR/slurm.conf"; then
+    CONFIG_CHANGED=1
+    $SUDO install -m 644 "$tmp" "$DIR/slurm.conf"
+  fi
   printf 'Name=gpu File=/dev/null Count=1\n' >"$tmp"
   $SUDO install -m 644 "$tmp" "$DIR/gres.conf"
   rm -f "$tmp"
@@ -126,11 +131,19 @@ node_ready() {
   esac
 }
 
+CONFIG_CHANGED=0
+
 start() {
   need_packages
   write_config
+  if [ "$CONFIG_CHANGED" = 1 ] && { alive "$DIR/slurmctld.pid" || alive "$DIR/slurmd.pid"; }; then
+    echo "slurm-cluster: node settings changed; restarting the daemons" >&2
+    stop_daemons
+  fi
   start_munge
-  alive "$DIR/slurmctld.pid" || $SUDO slurmctld
+  # -c: a fresh controller forgets the jobs of an earlier life of this test cluster (a job left
+  # pending there would otherwise hold the node)
+  alive "$DIR/slurmctld.pid" || $SUDO slurmctld -c
   alive "$DIR/slurmd.pid" || $SUDO slurmd
   local i state
   for i in $(seq 1 100); do
@@ -151,9 +164,9 @@ start() {
   return 1
 }
 
-stop() {
+kill_pidfiles() { # kill_pidfiles PIDFILE...
   local f pid
-  for f in "$DIR/slurmd.pid" "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"; do
+  for f in "$@"; do
     if alive "$f"; then
       pid=$(cat "$f")
       $SUDO kill "$pid" 2>/dev/null || true
@@ -163,6 +176,12 @@ stop() {
       done
     fi
   done
+}
+
+stop_daemons() { kill_pidfiles "$DIR/slurmd.pid" "$DIR/slurmctld.pid"; }
+
+stop() {
+  kill_pidfiles "$DIR/slurmd.pid" "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"
   echo "slurm-cluster: stopped"
 }
 

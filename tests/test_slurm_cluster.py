@@ -347,11 +347,6 @@ def _stop(proc: subprocess.Popen, log: Path) -> None:
         _sh("scancel", "--name", m.group(1))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 9): under load 10+ on 2 cores train_teacher did not reach RUNNING within "
-    "300 s in the lead's runs (it passed in the author's); kept running so CI shows its outcome",
-)
 def test_gpu_rules_on_gpu_scancel_reported_and_resumed(slurm_cluster, tmp_path):
     assert {"train_teacher", "distill"} <= set(STUB_RULES)
     (tmp_path / "Snakefile").write_text(stub_workflow(STUB_RULES))
