@@ -34,7 +34,7 @@ lint: setup
 	$(UV) run snakemake --lint --cores 1
 
 test: setup system-deps lint
-	$(UV) run pytest -q
+	$(UV) run pytest -q --durations=15
 
 # `snakemake --profile slurm` from anywhere: link the profile into ~/.config/snakemake (docs/cluster.md)
 slurm-profile:

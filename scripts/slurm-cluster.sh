@@ -12,7 +12,7 @@
 # Choices measured on Debian bookworm / SLURM 22.05 (../shared/HPC-NOTES.md): no systemd, munged
 # with --force on its own socket, linuxproc process tracking, no task plugin, cons_tres with
 # core+memory, a fake GPU (gres.conf File=/dev/null) so `--gpus=1` and `--gres=gpu:1` are
-# accepted, MinJobAge=600 so `squeue --states=all` still answers for finished jobs (the
+# accepted, MinJobAge=3600 so `squeue --states=all` still answers for finished jobs (the
 # snakemake SLURM plugin uses squeue when there is no accounting database), and a job completion
 # log (jobcomp/filetxt) that records every job's partition.
 # Partitions: `cpu` (default) and `gpu`, both on the one node.
@@ -83,7 +83,7 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
 ReturnToService=2
 SchedulerParameters=sched_interval=1
-MinJobAge=600
+MinJobAge=3600
 KillWait=5
 InactiveLimit=0
 GresTypes=gpu
