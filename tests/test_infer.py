@@ -178,6 +178,23 @@ def test_logits_to_mask_is_the_inverse_of_the_model_preprocessing():
         np.testing.assert_array_equal(back[win.src], image[win.src])
 
 
+def test_logits_to_mask_equals_argmax_with_ties_and_more_classes():
+    import torch
+
+    from braggflow.inference.worker import logits_to_mask
+    from braggflow.model.preprocess import square_window
+
+    rng = np.random.default_rng(1)
+    shape = (16, 16)
+    ones = torch.ones(shape, dtype=torch.uint8)
+    for classes in (2, 3):
+        logits = rng.normal(size=(2, classes, 16, 16)).astype(np.float32)
+        logits[0, :, :4, :4] = 0.5  # ties: argmax takes the first class
+        got = logits_to_mask(torch.from_numpy(logits), square_window(shape, 16), ones).numpy()
+        np.testing.assert_array_equal(got, logits.argmax(1).astype(np.uint8))
+        assert (got[0, :4, :4] == 0).all() and got.max() == classes - 1
+
+
 def test_overlapped_loop_processes_everything_with_bounded_memory():
     """A slow consumer holds the loop back: batches taken never run ahead of the bounds."""
     import time
