@@ -157,3 +157,20 @@ def test_torchrun_two_rank_cpu_distillation(stage):
     arch = json.loads((out / "student_test.json").read_text())
     assert arch["arch"]["name"] == "student_test" and arch["arch"]["bifpn_blocks"] == 2
     assert arch["training"]["teacher"]["sha256"] == fingerprint["identity"]["teacher_sha256"]
+
+
+def test_a_students_own_steps_replace_distill_steps(stage):
+    from braggflow.cli import main as cli
+
+    out = stage / "short"
+    params = _params()
+    params["students"] = [{**params["students"][0], "steps": 2}]  # distill.steps is 4
+    rc = cli(
+        ["distill", "--params", json.dumps(params), "--student", "student_test"]
+        + ["--teacher", str(stage / "teacher.pt"), "--cache", str(stage / "cache.h5")]
+        + ["--trainset", str(stage / "trainset.h5"), "--checkpoint-dir", str(out / "ckpt")]
+        + ["--out", str(out / "s.pt"), "--metrics", str(out / "metrics.jsonl")]
+    )
+    assert rc == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
