@@ -44,16 +44,7 @@ TEST_CONFIG = {
     "experiment": "slurmtest",
     "distill": {
         **TINY["distill"],
-        "students": [
-            {
-                "name": "student_atto_b2",
-                "preset": "demo-student",
-                "backbone": "convnextv2_atto",
-                "backbone_kwargs": {"dims": [8, 16, 32, 64], "depths": [1, 1, 1, 1]},
-                "bifpn_width": 16,
-                "bifpn_blocks": 2,
-            }
-        ],
+        "students": [s for s in TINY["distill"]["students"] if s["name"] == "student_atto_b2"],
     },
 }
 
