@@ -6,19 +6,26 @@ pass does not depend on the weights; its masks come from a z-score threshold, se
 (CPU workers x torch threads each):
 
 - ``bare``: ``model(x)`` in a loop on a resident batch in as many processes as the pipeline has
-  workers, with the same torch threads, nothing else of ours running (images/s summed; the
-  better of a measurement just before and just after the pipeline run);
+  workers, with the same torch threads, nothing else of ours running (images/s summed);
 - ``pipeline``: steady-state throughput of the Ray pipeline (readers, model workers, writers,
   monitoring) on the embedded experiment's frames (40 simulated frames, tiled), between 10% and
   90% of the frames;
-- ``efficiency`` = pipeline / bare.
+- ``efficiency`` = pipeline / bare, where bare is the mean of the measurements just before and
+  just after that pipeline run (a shared 2-core VM drifts by 20% within minutes; ``bare_drift``).
 
-Headline figures (no prefix) are for the default layout (``worker_layout``: one single-threaded
-worker per CPU but one); ``t2_*`` is one worker with 2 torch threads (all cores to the model),
-``w2_*`` two single-threaded workers. ``peak_rss_mb``, ``rss_start_mb`` (at 10% of the long run)
-and ``rss_end_mb`` sum the resident memory of the driver and every actor (flat = nothing leaks);
-``cpu_*_ms_per_frame`` split the CPU time between the model workers and everything else of ours.
-``demo_run_wall_s`` is a 40-frame run including Ray start-up, as one demo ``infer`` job does it.
+Headline figures (no prefix) are the median over three runs of the default layout
+(``worker_layout``: one single-threaded worker per CPU but one, pinned: ``infer.pin_cpus``), with
+``efficiency_min``/``_max``; ``nopin_*`` is the same layout unpinned, ``w2_*`` two
+single-threaded workers, ``t2_*`` (``--all-layouts``) one worker with 2 torch threads. For
+single-threaded workers, ``compute_on_cpu_fraction`` is the compute thread's CPU time over its
+wall time (below 1: it lost its core to other work) and ``forward_cpu_slowdown`` the CPU time of
+a batch over its bare time (above 1: caches, memory bandwidth and the host are shared).
+
+The first default run is long: ``peak_rss_mb`` and ``rss_start_mb`` / ``rss_mid_mb`` /
+``rss_end_mb`` (at 10%, 50% and 100% of it) sum the resident memory of the driver and every
+actor (flat = nothing grows with the frames). ``cpu_*_ms_per_frame`` split the
+CPU time between the model workers and everything else of ours. ``ray_start_s`` is the start of
+a local Ray, ``startup_s`` a run's start-up on it (actors, model load) before the first frame.
 
     uv run python benchmarks/infer.py --out benchmarks/results/infer.json [--quick]
 """
@@ -33,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,6 +107,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--preset", default="demo-student", help="model preset (braggflow.model)")
     parser.add_argument("--frames", type=int, default=None, help="frames per long run")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--all-layouts", action="store_true", help="also one worker with 2 torch threads (t2_*)"
+    )
     parser.add_argument("--bare", nargs=4, help=argparse.SUPPRESS)  # internal: one bare process
     parser.add_argument(
         "--out", required="--bare" not in sys.argv, help="JSON file to write the figures to"
@@ -106,8 +117,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def make_inputs(folder: Path, n_frames: int, preset: str) -> dict[str, Path]:
-    """The embedded experiment (40 simulated frames, tiled to ``n_frames``) and an exported model."""
+def make_inputs(folder: Path, counts: list[int], preset: str) -> dict[Any, Path]:
+    """The embedded experiment (40 simulated frames), frame files of each of ``counts`` frames
+    (those 40 tiled; keyed by the count) and an exported model."""
     import h5py
     import torch
 
@@ -119,17 +131,18 @@ def make_inputs(folder: Path, n_frames: int, preset: str) -> dict[str, Path]:
     with h5py.File(exp["frames"]) as h5:
         frames = h5["entry_1/data_1/data"][()]
         mask = h5["entry_1/data_1/mask"][()] if "entry_1/data_1/mask" in h5 else None
-    reps = int(np.ceil(n_frames / frames.shape[0]))
-    write_frames(
-        folder / "long.cxi", np.concatenate([frames] * reps)[:n_frames], mask, 9500.0, 0.08
-    )
+    files: dict[Any, Path] = {}
+    for n in sorted(set(counts)):
+        reps = int(np.ceil(n / frames.shape[0]))
+        files[n] = folder / f"frames-{n}.cxi"
+        write_frames(files[n], np.concatenate([frames] * reps)[:n], mask, 9500.0, 0.08)
     arch = get_preset(preset)
     torch.manual_seed(0)
     export_model(build_model(arch), arch, folder / "model.pt")
     return {
+        **files,
         "geometry": exp["geometry"],
         "frames40": exp["frames"],
-        "long": folder / "long.cxi",
         "model": folder / "model.pt",
         "truth": exp["truth"],
     }
@@ -170,26 +183,69 @@ class BareForward:
             p.wait(timeout=60)
 
 
-def layout_figures(
-    prefix: str, bare: list[float], metrics: dict, n_frames: int
-) -> dict[str, float]:
+def run_figures(before: float, after: float, metrics: dict, n_frames: int) -> dict[str, float]:
+    """One pipeline run against the bare forward measured just before and just after it."""
     series = metrics["monitor"]["timeseries"]
     done = np.asarray(series["frames_done"])
     i0 = min(int(np.searchsorted(done, 0.1 * n_frames)), done.size - 1)
     window = max(float(done[-1] - done[i0]), 1.0)
     cpu_model = np.asarray(series["cpu_model_s"])
     cpu_io = np.asarray(series["cpu_io_s"])
-    pipeline = float(metrics["steady_images_per_s"])
+    bare = 0.5 * (before + after)
+    out = {
+        "pipeline_images_per_s": float(metrics["steady_images_per_s"]),
+        "pipeline_images_per_s_whole_run": float(metrics["images_per_s"]),
+        "bare_forward_images_per_s": bare,
+        "bare_drift": abs(after - before) / bare,
+        "efficiency": float(metrics["steady_images_per_s"]) / bare,
+        "workers": float(metrics["n_workers"]),
+        "torch_threads": float(metrics["torch_threads"]),
+        "pinned": float(metrics.get("cpu_pinning") is not None),
+        "mean_worker_utilisation": float(metrics["mean_worker_utilisation"]),
+        "cpu_model_ms_per_frame": 1e3 * float(cpu_model[-1] - cpu_model[i0]) / window,
+        "cpu_other_ms_per_frame": 1e3 * float(cpu_io[-1] - cpu_io[i0]) / window,
+        "startup_s": float(metrics["startup_s"]),
+    }
+    if metrics["torch_threads"] == 1:  # the compute thread's CPU time is all of the forward's
+        workers = metrics["monitor"]["workers"].values()
+        cpu = sum(w["compute_cpu_s"] for w in workers)
+        wall = sum(w["compute_s"] for w in workers)
+        batch_cpu_s = cpu / max(sum(w["batches"] for w in workers), 1)
+        bare_batch_s = metrics["n_workers"] * metrics["config"]["batch_size"] / bare
+        # below 1: the compute thread lost its core to other work
+        out["compute_on_cpu_fraction"] = cpu / max(wall, 1e-9)
+        # above 1: the same forward costs more CPU time (caches, memory bandwidth, the host)
+        out["forward_cpu_slowdown"] = batch_cpu_s / bare_batch_s
+    return out
+
+
+def layout_figures(prefix: str, rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Median over the runs of a layout (each run against its own neighbouring bare measurements);
+    ``efficiency_min``/``_max`` show the spread."""
+    out = {f"{prefix}{name}": float(np.median([r[name] for r in rounds])) for name in rounds[0]}
+    out[f"{prefix}efficiency_min"] = float(min(r["efficiency"] for r in rounds))
+    out[f"{prefix}efficiency_max"] = float(max(r["efficiency"] for r in rounds))
+    out[f"{prefix}runs"] = float(len(rounds))
+    return out
+
+
+def memory_figures(metrics: dict, n_frames: int) -> dict[str, float]:
+    """Summed resident memory of the driver and every actor over one long run: at 10%, 50% and
+    at the end (flat = nothing grows with the number of frames)."""
+    series = metrics["monitor"]["timeseries"]
+    rss = np.asarray(series["rss_mb"])
+    done = np.asarray(series["frames_done"])
+
+    def at(fraction: float) -> float:
+        return float(rss[min(int(np.searchsorted(done, fraction * n_frames)), rss.size - 1)])
+
     return {
-        f"{prefix}pipeline_images_per_s": pipeline,
-        f"{prefix}pipeline_images_per_s_whole_run": float(metrics["images_per_s"]),
-        f"{prefix}bare_forward_images_per_s": max(bare),
-        f"{prefix}efficiency": pipeline / max(bare),
-        f"{prefix}workers": float(metrics["n_workers"]),
-        f"{prefix}torch_threads": float(metrics["torch_threads"]),
-        f"{prefix}mean_worker_utilisation": float(metrics["mean_worker_utilisation"]),
-        f"{prefix}cpu_model_ms_per_frame": 1e3 * float(cpu_model[-1] - cpu_model[i0]) / window,
-        f"{prefix}cpu_other_ms_per_frame": 1e3 * float(cpu_io[-1] - cpu_io[i0]) / window,
+        "peak_rss_mb": float(metrics["peak_rss_mb"]),
+        "rss_start_mb": at(0.1),
+        "rss_mid_mb": at(0.5),
+        "rss_end_mb": float(rss[-1]),
+        "rss_growth_second_half_mb": float(rss[-1]) - at(0.5),
+        "frames_memory_run": float(n_frames),
     }
 
 
@@ -200,73 +256,73 @@ def main() -> int:
         bare_worker(path, int(threads), int(batch), float(seconds))
         return 0
     n_frames = args.frames or (96 if args.quick else 480)
-    bare_s = 4.0 if args.quick else 10.0
+    n_long = 4 * n_frames if args.quick else 2000
+    bare_s = 3.0 if args.quick else 4.0
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     from braggflow.inference.pipeline import ensure_ray, run_inference, worker_layout
+    from braggflow.model import get_preset
 
     figures: dict[str, float] = {}
+    t_bench = time.time()
     load_at_start = list(os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="bench-infer-") as tmp:
         tmp_path = Path(tmp)
-        inputs = make_inputs(tmp_path, n_frames, args.preset)
+        inputs = make_inputs(tmp_path, [n_frames, n_long], args.preset)
+        input_size = int(get_preset(args.preset).input_size)
         base = {"batch_size": args.batch_size, "progress": False, "monitor_interval_s": 1.0}
-        # 1. a 40-frame run as a demo job does it: Ray started (and stopped) by the run itself
-        demo = run_inference(
-            inputs["model"],
-            inputs["frames40"],
-            inputs["geometry"],
-            tmp_path / "demo.cxi",
-            base,
-            truth=inputs["truth"],
-        )
-        figures["demo_run_wall_s"] = float(demo["wall_s"])
-        figures["demo_ray_start_s"] = float(demo["ray_start_s"])
-        figures["demo_startup_s"] = float(demo["startup_s"])
-        print(
-            f"demo run: {demo['wall_s']:.1f} s ({demo['ray_start_s']:.1f} s Ray)", file=sys.stderr
-        )
-
-        # 2. long runs on one shared Ray instance, one per layout of the model side
         from braggflow.inference.config import InferConfig
         from braggflow.model import load_exported
 
+        t_ray = time.perf_counter()
         ensure_ray()
+        figures["ray_start_s"] = time.perf_counter() - t_ray
         segmenter = SegmentingPeakNet(load_exported(inputs["model"], "cpu")[0])
         n_cpus = os.cpu_count() or 1
         default_workers, default_threads = worker_layout(
             InferConfig.from_params(base), False, 0, n_cpus
         )
-        layouts = [("", {}), ("t2_", {"num_workers": 1, "torch_threads": 2})]
+        # (prefix, settings, runs): the default layout thrice (the first run long: memory series)
+        layouts = [
+            ("", {}, [n_long, n_frames, n_frames]),
+            ("nopin_", {"pin_cpus": False}, [n_frames]),
+        ]
+        if args.all_layouts:
+            layouts.append(("t2_", {"num_workers": 1, "torch_threads": 2}, [n_frames]))
         if (default_workers, default_threads) != (2, 1):
-            layouts.append(("w2_", {"num_workers": 2, "torch_threads": 1}))
-        for prefix, extra in layouts:
+            layouts.append(("w2_", {"num_workers": 2, "torch_threads": 1}, [n_frames]))
+        for prefix, extra, runs in layouts:
             workers = extra.get("num_workers", default_workers)
             threads = extra.get("torch_threads", default_threads)
             bare_procs = BareForward(inputs["model"], workers, threads, args.batch_size, bare_s)
-            bare = [bare_procs.measure()]
-            metrics = run_inference(
-                segmenter,
-                inputs["long"],
-                inputs["geometry"],
-                tmp_path / f"peaks-{prefix}long.cxi",
-                {**base, **extra},
-                input_size=int(demo["input_size"]),
-            )
-            bare.append(bare_procs.measure())
+            rounds = []
+            before = bare_procs.measure()
+            for k, n in enumerate(runs):
+                metrics = run_inference(
+                    segmenter,
+                    inputs[n],
+                    inputs["geometry"],
+                    tmp_path / f"peaks-{prefix}{k}.cxi",
+                    {**base, **extra},
+                    input_size=input_size,
+                )
+                after = bare_procs.measure()
+                rounds.append(run_figures(before, after, metrics, n))
+                print(
+                    f"[{time.time() - t_bench:.0f} s] {prefix or 'default_'}run {k}: {n} frames, "
+                    f"start-up {metrics['startup_s']:.1f} s, wall {metrics['wall_s']:.1f} s, "
+                    f"efficiency {rounds[-1]['efficiency']:.3f}",
+                    file=sys.stderr,
+                )
+                before = after
+                if prefix == "" and k == 0:
+                    figures.update(memory_figures(metrics, n))
             bare_procs.close()
-            figures.update(layout_figures(prefix, bare, metrics, n_frames))
+            figures.update(layout_figures(prefix, rounds))
             print(
-                f"{workers} worker(s) x {threads} thread(s): pipeline "
-                f"{figures[prefix + 'pipeline_images_per_s']:.2f}, bare {bare} images/s",
+                f"{workers} worker(s) x {threads} thread(s): efficiency per run "
+                f"{[round(r['efficiency'], 3) for r in rounds]}",
                 file=sys.stderr,
             )
-            if prefix == "":
-                rss = np.asarray(metrics["monitor"]["timeseries"]["rss_mb"])
-                done = np.asarray(metrics["monitor"]["timeseries"]["frames_done"])
-                i0 = min(int(np.searchsorted(done, 0.1 * n_frames)), rss.size - 1)
-                figures["peak_rss_mb"] = float(metrics["peak_rss_mb"])
-                figures["rss_start_mb"] = float(rss[i0])
-                figures["rss_end_mb"] = float(rss[-1])
         if "w2_bare_forward_images_per_s" in figures:
             # ~2 on an idle 2-core machine; ~1 when other work leaves us one core's worth
             figures["bare_scaling_2_processes"] = (
@@ -274,9 +330,9 @@ def main() -> int:
             )
         figures.update(
             {
-                "frames_long_run": float(n_frames),
+                "frames_per_run": float(n_frames),
                 "batch_size": float(args.batch_size),
-                "input_size": float(demo["input_size"]),
+                "input_size": float(input_size),
             }
         )
         result = write_result(

@@ -17,6 +17,7 @@ from braggflow.formats.cxi import read_cxi_peaks
 from test_infer import make_experiment, threshold_model
 
 pytestmark = pytest.mark.slow
+CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 N_FRAMES = 16
 PARAMS = {
@@ -123,6 +124,9 @@ def test_every_frame_once_peaks_as_computed_directly_and_vs_truth(undisturbed, e
     assert max(series["queue_in"]) <= PARAMS["queue_batches"]
     assert 0 < on_disk["monitor"]["workers"]["worker0"]["utilisation"] <= 1
     assert (out / "metrics.png").stat().st_size > 10_000
+    if CORES and len(CORES) >= 2:  # a 2-CPU Ray: one model worker on the last core, the rest I/O
+        assert metrics["cpu_pinning"] == {"workers": [[CORES[1]]], "io": [CORES[0]]}
+        assert sorted(os.sched_getaffinity(0)) == CORES  # this process given its cores back
     import h5py
 
     with h5py.File(out / "masks.h5") as h5:

@@ -31,6 +31,7 @@ class InferConfig:
     chunk_frames: int = 64
     write_masks: bool = False
     num_cpus: int | None = None  # local Ray only; None: every CPU
+    pin_cpus: bool = True  # CPU workers: compute threads on cores of their own (affinity.py)
     monitor_interval_s: float = 0.5
     max_restarts: int = 3
     max_passes: int = 3

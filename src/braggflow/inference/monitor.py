@@ -116,6 +116,7 @@ class Monitor:
                         "failed_batches",
                         "stage_s",
                         "compute_s",
+                        "compute_cpu_s",
                         "gpu_compute_s",
                         "output_s",
                         "starved_s",

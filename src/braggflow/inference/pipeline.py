@@ -113,14 +113,29 @@ def unpack_masks(packed: tuple[np.ndarray, tuple[int, ...]]) -> np.ndarray:
     return np.unpackbits(bits, axis=1, count=shape[1] * shape[2]).reshape(shape)
 
 
+def _pin_self(cpus: tuple[int, ...] | None) -> None:
+    """Every thread of this actor process onto the I/O side's cores (see ``affinity.py``)."""
+    if cpus:
+        from braggflow.inference.affinity import pin_processes
+
+        pin_processes([os.getpid()], cpus)
+
+
 # ----------------------------------------------------------------------------- actors
 class FrameReader:
     """Reads, assembles and preprocesses batches into the frames queue (blocking put)."""
 
     def __init__(
-        self, frames_path: str, geometry_path: str, pixel_map: Any, input_size: int
+        self,
+        frames_path: str,
+        geometry_path: str,
+        pixel_map: Any,
+        input_size: int,
+        cpus: tuple[int, ...] | None = None,
     ) -> None:
         from braggflow.formats.geometry import read_geom
+
+        _pin_self(cpus)
         from braggflow.inference.source import Preparer, open_source
 
         self.geometry = read_geom(geometry_path)
@@ -175,11 +190,13 @@ class ModelWorker:
         batch_size: int,
         prefetch: int,
         faults: Faults | None,
+        cpus: tuple[int, ...] | None = None,
     ) -> None:
         import torch
 
         from braggflow.inference.worker import ModelRunner, load_model, pick_device
 
+        self.cpus = cpus
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
         self.device = pick_device(device)
@@ -205,6 +222,7 @@ class ModelWorker:
             "device": str(self.device),
             "torch_threads": torch.get_num_threads(),
             "input_size": self.input_size,
+            "cpus": list(cpus) if cpus else None,
         }
 
     def describe(self) -> dict[str, Any]:
@@ -241,6 +259,7 @@ class ModelWorker:
             self.prefetch,
             before_compute,
             torch_threads=self.torch_threads,
+            cpus=self.cpus,
         )
         stats = self.loop.run()
         return {**self.info, **stats.snapshot()}
@@ -266,8 +285,11 @@ class PeakWriter:
         chunk_frames: int,
         keep_masks: bool,
         faults: Faults | None,
+        cpus: tuple[int, ...] | None = None,
     ) -> None:
         from braggflow.inference.writer import ChunkWriter
+
+        _pin_self(cpus)
 
         self.writer = ChunkWriter(
             Path(parts_dir),
@@ -418,6 +440,35 @@ def worker_layout(
     return workers, threads
 
 
+def _cpu_plan(
+    ray: Any, cfg: InferConfig, use_gpu: bool, n_cpus: int, n_workers: int, threads: int
+) -> Any:
+    """Where CPU workers and the I/O side run (``affinity.CpuPlan``), or None: not pinned on GPU,
+    when switched off, on a Ray of several nodes, or when the workers would take every core."""
+    if use_gpu or not cfg.pin_cpus:
+        return None
+    from braggflow.inference.affinity import allowed_cpus, plan_cpus
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) != 1 or nodes[0].get("NodeID") != ray.get_runtime_context().get_node_id():
+        return None
+    cpus = allowed_cpus()
+    if cpus is None:
+        return None
+    return plan_cpus(cpus[:n_cpus], n_workers, threads)
+
+
+def _pin_io_side(plan: Any, worker_pids: set[int]) -> list[int] | None:
+    """This process and the Ray processes started from it (raylet, queues, readers, writers),
+    but not the model workers (their compute threads pin themselves) -> the I/O side's cores.
+    Returns the cores to give them back afterwards."""
+    from braggflow.inference.affinity import allowed_cpus, local_ray_processes, pin_processes
+
+    before = allowed_cpus()
+    pin_processes([p for p in local_ray_processes() if p not in worker_pids], plan.io)
+    return before
+
+
 def _actor_options(cfg: InferConfig, **extra: Any) -> dict[str, Any]:
     return {"max_restarts": cfg.max_restarts, "max_task_retries": -1, **extra}
 
@@ -489,6 +540,9 @@ def run_inference(
     pm_ref = ray.put(pixel_map)
     actors: list[Any] = []
     queues: list[Any] = []
+    plan = _cpu_plan(ray, cfg, use_gpu, n_cpus, n_workers, threads or 1)
+    io_cpus = plan.io if plan else None
+    unpinned = None
     try:
         # queues first, then the slow model workers, then readers and writers: their processes
         # start in parallel, and the readers fill the first queue while the models load
@@ -518,6 +572,7 @@ def run_inference(
                 cfg.batch_size,
                 cfg.prefetch_batches,
                 faults,
+                plan.worker_cpus(i) if plan else None,
             )
             for i in range(n_workers)
         }
@@ -528,7 +583,7 @@ def run_inference(
         readers = {
             f"reader{i}": Reader.options(
                 **_actor_options(cfg, num_cpus=0, max_concurrency=2)
-            ).remote(str(frames), str(geometry), pm_ref, input_size)
+            ).remote(str(frames), str(geometry), pm_ref, input_size, io_cpus)
             for i in range(cfg.num_readers)
         }
         Writer = ray.remote(PeakWriter)
@@ -544,6 +599,7 @@ def run_inference(
                 cfg.chunk_frames,
                 write_masks,
                 faults,
+                io_cpus,
             )
             for i in range(cfg.num_writers)
         }
@@ -554,6 +610,8 @@ def run_inference(
         loops = [w.run.remote(q_in, q_out) for w in workers.values()]
         loops += [w.run.remote(q_out) for w in writers.values()]
         ready_info = _started(ray, list(workers.values()))
+        if plan is not None:  # after start-up, which runs faster on every core
+            unpinned = _pin_io_side(plan, {info["pid"] for info in ready_info})
         t_ready = time.time()
         result = _drive(
             ray, cfg, n_frames, q_in, q_out, readers, workers, writers, parts_dir, first_refs
@@ -592,6 +650,11 @@ def run_inference(
                 "n_workers": n_workers,
                 "device": ready_info[0]["device"],
                 "torch_threads": ready_info[0]["torch_threads"],
+                "cpu_pinning": (
+                    {"workers": [list(c) for c in plan.workers], "io": list(plan.io)}
+                    if plan
+                    else None
+                ),
             }
         )
         inputs = [p for p in (model, frames, geometry) if isinstance(p, str | Path)]
@@ -634,6 +697,10 @@ def run_inference(
             _quiet(ray.kill, actor)
         for q in queues:
             _quiet(q.shutdown)
+        if unpinned:  # Ray's processes (those started during the run too) as they were
+            from braggflow.inference.affinity import local_ray_processes, pin_processes
+
+            pin_processes(local_ray_processes(), unpinned)
         shutil.rmtree(parts_dir, ignore_errors=True)
         if started and not os.environ.get("BRAGGFLOW_KEEP_RAY"):
             ray.shutdown()

@@ -191,6 +191,7 @@ class LoopStats:
     in_hand: int = 0  # batches taken from the input channel and not yet handed on
     stage_s: float = 0.0
     compute_s: float = 0.0
+    compute_cpu_s: float = 0.0  # CPU time of the compute thread in compute (< compute_s: preempted)
     gpu_compute_s: float = 0.0
     output_s: float = 0.0
     starved_s: float = 0.0  # compute thread waiting for input
@@ -221,8 +222,10 @@ class OverlappedLoop:
         before_compute: Callable[[int], None] | None = None,
         torch_threads: int | None = None,
         poll_s: float = 1.0,
+        cpus: tuple[int, ...] | None = None,
     ) -> None:
         self.poll_s = poll_s
+        self.cpus = cpus
         self.runner = runner
         self.torch_threads = torch_threads
         self.get_batch = get_batch
@@ -292,14 +295,18 @@ class OverlappedLoop:
             self.stats.in_hand -= 1
 
     def run(self) -> LoopStats:
-        if self.torch_threads:  # OpenMP's thread count is per calling thread: set it in this one
-            torch.set_num_threads(int(self.torch_threads))
         threads = [
             threading.Thread(target=self._prefetch, name="prefetch", daemon=True),
             threading.Thread(target=self._output, name="output", daemon=True),
         ]
-        for t in threads:
+        for t in threads:  # started before pinning: they stay with the I/O side
             t.start()
+        if self.cpus:  # this thread (and OpenMP threads it starts) on the worker's own cores
+            from braggflow.inference.affinity import pin_thread
+
+            pin_thread(self.cpus)
+        if self.torch_threads:  # OpenMP's thread count is per calling thread: set it in this one
+            torch.set_num_threads(int(self.torch_threads))
         k = 0
         try:
             while True:
@@ -313,6 +320,7 @@ class OverlappedLoop:
                 if self.before_compute is not None:
                     self.before_compute(k)
                 t1 = time.perf_counter()
+                c1 = time.thread_time()
                 with self.stats.lock:
                     if self.stats.first_t is None:
                         self.stats.first_t = time.time()
@@ -326,9 +334,11 @@ class OverlappedLoop:
                     continue
                 del staged
                 t2 = time.perf_counter()
+                c2 = time.thread_time()
                 blocked = self._put(self.done, (meta, result))
                 with self.stats.lock:
                     self.stats.compute_s += t2 - t1
+                    self.stats.compute_cpu_s += c2 - c1
                     self.stats.blocked_s += blocked
         finally:
             self.done.put(_SENTINEL)
