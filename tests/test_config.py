@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -72,3 +73,29 @@ def test_cli_reports_bad_config_in_one_line(tmp_path):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "simulate.frames_per_run" in lines[0] and "-4" in lines[0]
+
+
+def test_student_steps_must_name_a_configured_student():
+    config = validate_config({"distill": {"student_steps": {"student_atto_b2": 900}}})
+    assert config["distill"]["student_steps"] == {"student_atto_b2": 900}
+    with pytest.warns(UserWarning, match=r"no student named 'student_atoo_b2'.*ignored"):
+        validate_config({"distill": {"student_steps": {"student_atoo_b2": 900}}})
+    with pytest.raises(ConfigError, match="student_steps"):
+        validate_config({"distill": {"student_steps": {"student_atto_b2": 0}}})
+
+
+def test_a_students_section_holds_only_that_student():
+    from braggflow.config import student_section
+
+    distill = validate_config({"distill": {"student_steps": {"student_atto_b2": 900}}})["distill"]
+    atto = json.loads(student_section(distill, "student_atto_b2"))
+    tiny = json.loads(student_section(distill, "student_tiny_b4"))
+    assert [s["name"] for s in atto["students"]] == ["student_atto_b2"]
+    assert atto["student_steps"] == {"student_atto_b2": 900}
+    assert tiny["student_steps"] == {} and [s["name"] for s in tiny["students"]] == [
+        "student_tiny_b4"
+    ]
+    # the atto's schedule is not part of the tiny student's parameters: it does not rerun
+    longer = validate_config({"distill": {"student_steps": {"student_atto_b2": 1200}}})["distill"]
+    assert student_section(longer, "student_tiny_b4") == student_section(distill, "student_tiny_b4")
+    assert student_section(longer, "student_atto_b2") != student_section(distill, "student_atto_b2")

@@ -164,7 +164,7 @@ def test_a_students_own_steps_replace_distill_steps(stage):
     # later test's freshly initialised weights non-finite
     out = stage / "short"
     params = _params()
-    params["students"] = [{**params["students"][0], "steps": 2}]  # distill.steps is 4
+    params["student_steps"] = {"student_test": 2}  # distill.steps is 4
     cmd = (
         [sys.executable, "-m", "braggflow.cli", "distill", "--params", json.dumps(params)]
         + ["--student", "student_test", "--teacher", str(stage / "teacher.pt")]

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from braggflow.config import load_schema
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,12 +41,13 @@ VENV_BIN = str(Path(sys.executable).parent)
 # every stage runs, each rule as its own SLURM job (about 25 jobs, a few minutes on 2 cores).
 # One student (the smallest) keeps the GPU jobs, which share the node's one (fake) GPU, few.
 TINY = yaml.safe_load((REPO / "tests" / "data" / "tiny.yaml").read_text())
+DEFAULT_STUDENTS = load_schema()["properties"]["distill"]["properties"]["students"]["default"]
 TEST_CONFIG = {
     **TINY,
     "experiment": "slurmtest",
     "distill": {
         **TINY["distill"],
-        "students": [s for s in TINY["distill"]["students"] if s["name"] == "student_atto_b2"],
+        "students": [s for s in DEFAULT_STUDENTS if s["name"] == "student_atto_b2"],
     },
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,22 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
     )
     if errors:
         raise ConfigError(_describe(errors[0]))
+    _check_student_steps(config)
     return config
+
+
+def _check_student_steps(config: Mapping[str, Any]) -> None:
+    """Warn when ``distill.student_steps`` names no configured student (a typo, or a student an
+    experiment config left out: config files merge, so the demo's entry may outlive its student)."""
+    distill = config.get("distill") or {}
+    names = [str(s.get("name")) for s in distill.get("students") or []]
+    unknown = sorted(set(distill.get("student_steps") or {}) - set(names))
+    if unknown:
+        warnings.warn(
+            f"distill.student_steps: no student named {', '.join(map(repr, unknown))} "
+            f"(configured: {', '.join(names) or 'none'}); that entry is ignored",
+            stacklevel=3,
+        )
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -133,3 +149,13 @@ def stage_params(params_json: str | None, config_file: str | None, section: str)
 
 def results_root(config: Mapping[str, Any]) -> Path:
     return Path(config["results_dir"]) / config["experiment"]
+
+
+def student_section(distill: Mapping[str, Any], student: str) -> str:
+    """The ``distill`` section as one student's job sees it (JSON): only that student's entry in
+    ``students`` and ``student_steps``, so editing one student reruns only that student."""
+    cfg = dict(distill)
+    cfg["students"] = [s for s in distill.get("students") or [] if s.get("name") == student]
+    steps = distill.get("student_steps") or {}
+    cfg["student_steps"] = {student: steps[student]} if student in steps else {}
+    return json.dumps(cfg, sort_keys=True)

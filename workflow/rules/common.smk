@@ -3,7 +3,7 @@
 import glob
 import json
 
-from braggflow.config import validate_config
+from braggflow.config import student_section, validate_config
 
 validate_config(config)
 
@@ -59,11 +59,7 @@ def student_names():
 
 def distill_section(wildcards):
     """The distill section with only this student: editing one student reruns only that one."""
-    cfg = dict(config["distill"], students=[])
-    cfg["students"] = [
-        s for s in config["distill"]["students"] if s["name"] == wildcards.student
-    ]
-    return json.dumps(cfg, sort_keys=True)
+    return student_section(config["distill"], wildcards.student)
 
 
 def alternation(names):

@@ -61,8 +61,9 @@ def main(args: argparse.Namespace) -> int:
     entry = find_student(params.get("students", []), args.student)
     loss_cfg = DistillLossConfig.from_params(params)
     overrides = {"reshard_after_forward": False}  # ZeRO-2 style for students (2.2.3.1)
-    if entry.get("steps"):  # a student's own schedule length (smaller students need longer)
-        overrides["steps"] = int(entry["steps"])
+    own_steps = (params.get("student_steps") or {}).get(args.student)
+    if own_steps:  # a student's own schedule length (smaller students may need longer)
+        overrides["steps"] = int(own_steps)
     if args.steps:
         overrides["steps"] = args.steps
     cfg = TrainConfig.from_params(train_params(params), **overrides)
