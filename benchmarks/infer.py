@@ -105,7 +105,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     parser.add_argument("--preset", default="demo-student", help="model preset (braggflow.model)")
-    parser.add_argument("--frames", type=int, default=None, help="frames per long run")
+    parser.add_argument("--frames", type=int, default=None, help="frames per (short) run")
+    parser.add_argument(
+        "--long-frames", type=int, default=None, help="frames of the first, long run (memory)"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
         "--all-layouts", action="store_true", help="also one worker with 2 torch threads (t2_*)"
@@ -256,7 +259,7 @@ def main() -> int:
         bare_worker(path, int(threads), int(batch), float(seconds))
         return 0
     n_frames = args.frames or (96 if args.quick else 480)
-    n_long = 4 * n_frames if args.quick else 2000
+    n_long = args.long_frames or (4 * n_frames if args.quick else 2000)
     bare_s = 3.0 if args.quick else 4.0
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     from braggflow.inference.pipeline import ensure_ray, run_inference, worker_layout
