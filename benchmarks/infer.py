@@ -145,9 +145,7 @@ def make_inputs(folder: Path, counts: list[int], preset: str) -> dict[Any, Path]
     return {
         **files,
         "geometry": exp["geometry"],
-        "frames40": exp["frames"],
         "model": folder / "model.pt",
-        "truth": exp["truth"],
     }
 
 
@@ -186,11 +184,16 @@ class BareForward:
             p.wait(timeout=60)
 
 
+def sample_at(frames_done: np.ndarray, frames: float) -> int:
+    """Index of the first monitor sample with at least ``frames`` done (else the last one)."""
+    return min(int(np.searchsorted(frames_done, frames)), frames_done.size - 1)
+
+
 def run_figures(before: float, after: float, metrics: dict, n_frames: int) -> dict[str, float]:
     """One pipeline run against the bare forward measured just before and just after it."""
     series = metrics["monitor"]["timeseries"]
     done = np.asarray(series["frames_done"])
-    i0 = min(int(np.searchsorted(done, 0.1 * n_frames)), done.size - 1)
+    i0 = sample_at(done, 0.1 * n_frames)
     window = max(float(done[-1] - done[i0]), 1.0)
     cpu_model = np.asarray(series["cpu_model_s"])
     cpu_io = np.asarray(series["cpu_io_s"])
@@ -240,7 +243,7 @@ def memory_figures(metrics: dict, n_frames: int) -> dict[str, float]:
     done = np.asarray(series["frames_done"])
 
     def at(fraction: float) -> float:
-        return float(rss[min(int(np.searchsorted(done, fraction * n_frames)), rss.size - 1)])
+        return float(rss[sample_at(done, fraction * n_frames)])
 
     return {
         "peak_rss_mb": float(metrics["peak_rss_mb"]),

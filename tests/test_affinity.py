@@ -51,12 +51,12 @@ def test_pin_processes_pins_every_thread_of_a_real_process():
     try:
         assert child.stdout.readline().strip() == "up"
         first = allowed_cpus()[0]
-        before = pin_processes([child.pid], [first])
+        pinned = pin_processes([child.pid], [first])
         tids = os.listdir(f"/proc/{child.pid}/task")
-        assert len(tids) >= 2 and set(before) == {int(t) for t in tids}
+        assert len(tids) >= 2 and set(pinned) == {int(t) for t in tids}
         for tid in tids:
             assert os.sched_getaffinity(int(tid)) == {first}
-        assert pin_processes([999_999_999], [first]) == {}  # a process gone meanwhile: nothing
+        assert pin_processes([999_999_999], [first]) == []  # a process gone meanwhile: nothing
     finally:
         child.kill()
         child.wait()

@@ -134,9 +134,9 @@ class FrameReader:
         cpus: tuple[int, ...] | None = None,
     ) -> None:
         from braggflow.formats.geometry import read_geom
-
-        _pin_self(cpus)
         from braggflow.inference.source import Preparer, open_source
+
+        _pin_self(cpus)  # also done by the driver for a local Ray; needed on a joined one
 
         self.geometry = read_geom(geometry_path)
         self.source = open_source(frames_path, self.geometry)
@@ -289,7 +289,7 @@ class PeakWriter:
     ) -> None:
         from braggflow.inference.writer import ChunkWriter
 
-        _pin_self(cpus)
+        _pin_self(cpus)  # also done by the driver for a local Ray; needed on a joined one
 
         self.writer = ChunkWriter(
             Path(parts_dir),
